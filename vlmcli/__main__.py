@@ -1,0 +1,3 @@
+from vlmcli.app import main
+
+main()
