@@ -72,7 +72,7 @@ FAMILIES: dict[str, Family] = {
             image_placeholder="<image>",
             video_placeholder=None,
             architectures=("Llama_Nemotron_Nano_VL",),
-            tiles_kwarg="max_num_tiles",
+            tiles_kwarg="max_dynamic_patch",
             max_tiles=12,
         ),
     )

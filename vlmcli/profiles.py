@@ -191,22 +191,19 @@ def parse_profile_file(path: Path) -> LoadedProfile:
         raise ProfileError(_describe_validation_error(path, exc)) from None
     if profile.name != path.stem:
         raise ProfileError(f"{path}: name: must equal the file name {path.stem!r} (got {profile.name!r})")
-    _check_model_reference(path, profile.model)
     return LoadedProfile(profile=profile, path=path, explicit_keys=frozenset(_dotted_keys(data)))
 
 
-def expand_model_reference(model: str) -> str:
-    """Expand `~` and `$VARS` in a model given as a local path; hub ids pass through unchanged."""
-    expanded = os.path.expandvars(model)
-    if expanded.startswith(("~", "/", "./", "../")) or "$" in model:
-        expanded = os.path.expanduser(expanded)
-    return expanded
-
-
-def _check_model_reference(path: Path, model: str) -> None:
-    unresolved = re.findall(r"\$\{?(\w+)", expand_model_reference(model))
+def expand_model_reference(loaded: LoadedProfile) -> str:
+    """The profile's model with `~` and `$VARS` expanded (for local paths); hub ids pass unchanged."""
+    model = loaded.profile.model
+    expanded = os.path.expanduser(os.path.expandvars(model))
+    unresolved = re.findall(r"\$\{?(\w+)", expanded)
     if unresolved:
-        raise ProfileError(f"{path}: model: environment variable {unresolved[0]} is not set (model is {model!r})")
+        raise ProfileError(
+            f"{loaded.path}: model: environment variable {unresolved[0]} is not set (model is {model!r})"
+        )
+    return expanded
 
 
 def _dotted_keys(data: dict[str, Any], prefix: str = "") -> list[str]:

@@ -126,7 +126,7 @@ def resolve_settings(
     media, engine = profile.media, profile.engine
 
     args: dict[str, Any] = {}
-    args["model"] = r.pick("model", "model", expand_model_reference(profile.model))
+    args["model"] = r.pick("model", "model", expand_model_reference(loaded))
     if profile.revision:
         args["revision"] = r.pick("revision", "revision", profile.revision)
     args["served_model_name"] = r.pick(
@@ -176,7 +176,13 @@ def resolve_settings(
         r.sources.pop("video_pruning_rate", None)
 
     for key, value in engine.extra_args.items():
-        args[key] = r.rule(key, value, f"engine.extra_args in {loaded.path}")
+        # Dict-valued arguments (mm_processor_kwargs, ...) merge with what the profile already set.
+        if isinstance(value, dict) and isinstance(args.get(key), dict):
+            for sub_key, sub_value in value.items():
+                r.rule(f"{key}.{sub_key}", sub_value, f"engine.extra_args in {loaded.path}")
+            args[key] = {**args[key], **value}
+        else:
+            args[key] = r.rule(key, value, f"engine.extra_args in {loaded.path}")
 
     video = _resolve_video_sampling(r, media, overrides)
     media_root = Path(r.pick("media_root", "media.media_root", media.media_root, "media_root")).expanduser()

@@ -83,7 +83,7 @@ def settings_rows(settings) -> list[tuple[str, object, str]]:
         if isinstance(value, dict) and value:
             for sub_key, sub_value in value.items():
                 row = f"{key}.{sub_key}"
-                rows.append((row, sub_value, settings.sources.get(row, "default")))
+                rows.append((row, sub_value, settings.sources.get(row, settings.sources.get(key, "default"))))
         else:
             rows.append((key, value, settings.sources.get(key, "default")))
     for key in ("fps", "num_frames", "max_frames"):
