@@ -92,7 +92,9 @@ def run_vlm(vlm_env: dict[str, str]):
     """Run the real `vlm` command; returns the CompletedProcess (text mode)."""
 
     def run(*args: str, timeout: float = 900, input: str | None = None, env: dict[str, str] | None = None):
-        merged = {**vlm_env, **os.environ.copy(), **OFFLINE_ENV, "VLM_CONFIG_DIR": vlm_env["VLM_CONFIG_DIR"], **(env or {})}
+        # env values of None remove a variable
+        merged = {**vlm_env, **os.environ, **OFFLINE_ENV, "VLM_CONFIG_DIR": vlm_env["VLM_CONFIG_DIR"], **(env or {})}
+        merged = {key: value for key, value in merged.items() if value is not None}
         return subprocess.run(
             [*vlm_command(), *args], capture_output=True, text=True, timeout=timeout, input=input, env=merged, cwd=REPO
         )

@@ -5,13 +5,17 @@ vLLM and torch are imported here, inside functions, and only by commands that ne
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import itertools
 import os
 import re
+import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 from vlmcli.errors import RequestError, VlmError, one_line
 from vlmcli.settings import RunSettings
@@ -31,11 +35,54 @@ class Delta:
     prompt_token_ids: list[int] | None = None
 
 
-def quiet_vllm_logs(verbose: bool) -> None:
-    """vLLM logs at INFO by default; keep a terminal for answers unless asked (set before import)."""
+def engine_log_path() -> Path:
+    """Where the last run's vLLM output is kept ($VLM_LOG_DIR, else the user cache folder)."""
+    folder = os.environ.get("VLM_LOG_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vlm" / "logs"
+    return Path(folder) / "engine.log"
+
+
+@contextlib.contextmanager
+def engine_output(verbose: bool) -> Iterator[tuple[Path | None, TextIO]]:
+    """Keep vLLM's (and its libraries') output off the terminal; yields (log path, stream for vlm).
+
+    vLLM logs to stdout by default, which would mix with answers: its logs go to stderr. Unless
+    `verbose`, stderr itself (file descriptor 2, inherited by the engine processes vLLM starts, and
+    used by decord's and torch's native code) goes to a log file. vlm's own messages use the
+    returned stream, which still reaches the terminal.
+    """
+    os.environ.setdefault("VLLM_LOGGING_STREAM", "ext://sys.stderr")
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
     os.environ.setdefault("VLLM_NO_USAGE_STATS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if verbose:
+        yield None, sys.stderr
+        return
+    path = engine_log_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved_fd = os.dup(2)
+    with open(path, "w", encoding="utf-8") as log:
+        os.dup2(log.fileno(), 2)
+    user_stream = os.fdopen(os.dup(saved_fd), "w", buffering=1, encoding="utf-8", errors="backslashreplace")
+    try:
+        yield path, user_stream
+    finally:
+        sys.stderr.flush()
+        user_stream.close()
+        os.dup2(saved_fd, 2)
+        os.close(saved_fd)
+
+
+def root_cause_from_log(path: Path | None) -> str | None:
+    """The last 'SomeError: message' line of the engine log, if any."""
+    if path is None or not path.exists():
+        return None
+    found = None
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        match = re.match(r"^\s*(?:[\w.]+\.)?(\w*(?:Error|Exception)): (.+)$", line)
+        if match and "Engine core initialization failed" not in line and "Worker failed with error" not in line:
+            found = f"{match.group(1)}: {match.group(2)}"
+    return one_line(found) if found else None
 
 
 class Engine:
@@ -48,7 +95,8 @@ class Engine:
         self.tokenizer = llm.get_tokenizer()
 
     @classmethod
-    async def start(cls, settings: RunSettings) -> Engine:
+    async def start(cls, settings: RunSettings, log_path: Path | None = None) -> Engine:
+        """Load the model; a failure becomes one line with the root cause (and the log's path)."""
         started = time.perf_counter()
         try:
             from vllm import AsyncEngineArgs
@@ -58,11 +106,14 @@ class Engine:
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:
+            cause = root_cause_from_log(log_path) or _root_cause(exc)
+            where = f" (full log: {log_path})" if log_path else ""
             raise VlmError(
-                f"cannot start the engine for profile {settings.profile_name} ({settings.model}): "
-                f"{_root_cause(exc)}"
+                f"cannot start the engine for profile {settings.profile_name} ({settings.model}): {cause}{where}"
             ) from None
-        return cls(settings, llm, time.perf_counter() - started)
+        engine = cls(settings, llm, time.perf_counter() - started)
+        del llm  # something in vLLM keeps this frame alive; the local must not pin the engine
+        return engine
 
     def sampling_params(self, **overrides: Any) -> Any:
         from vllm import SamplingParams
@@ -99,7 +150,12 @@ class Engine:
             raise RequestError(describe_request_error(exc, self.settings.max_model_len)) from None
 
     def shutdown(self) -> None:
-        self.llm.shutdown()
+        """Stop the engine processes now, not at interpreter exit (where vLLM's __del__ fails)."""
+        llm, self.llm = self.llm, None
+        if llm is not None:
+            llm.shutdown()
+            del llm
+            gc.collect()
 
 
 def describe_request_error(exc: BaseException, max_model_len: int) -> str:

@@ -35,6 +35,9 @@ class EngineSection(_Strict):
     enforce_eager: bool = False
     enable_prefix_caching: bool | None = None
     kv_cache_dtype: str = "auto"
+    # A fixed KV-cache size instead of a share of memory (on the CPU backend the share counts other
+    # processes' memory too, so a fixed size is the dependable choice there).
+    kv_cache_memory_gib: float | None = Field(None, gt=0, le=4096)
     # Any other vLLM engine argument, passed through unchanged (vLLM validates it at start).
     extra_args: dict[str, Any] = Field(default_factory=dict)
 

@@ -16,15 +16,29 @@ from typing import IO, Any
 from vlmcli.pipeline import Result
 
 
+_message_stream: IO[str] | None = None
+
+
+def use_message_stream(stream: IO[str] | None) -> None:
+    """Send vlm's own messages (errors, progress) here instead of sys.stderr (see engine_output)."""
+    global _message_stream
+    _message_stream = stream
+
+
+def messages() -> IO[str]:
+    return _message_stream or sys.stderr
+
+
 def error_line(message: str) -> None:
     """Print one error line to stderr (red on a terminal)."""
-    if sys.stderr.isatty():
+    stream = messages()
+    if stream.isatty():
         from rich.console import Console
         from rich.markup import escape
 
-        Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+        Console(file=stream).print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     else:
-        print(f"vlm: error: {message}", file=sys.stderr, flush=True)
+        print(f"vlm: error: {message}", file=stream, flush=True)
 
 
 def stats_line(result: Result) -> str:
@@ -131,12 +145,13 @@ def make_renderer(json_output: bool, count: int) -> PlainRenderer | JsonRenderer
 @contextlib.contextmanager
 def progress(message: str) -> Iterator[None]:
     """A spinner with elapsed time on a terminal's stderr; a single line otherwise (quiet when piped)."""
-    if not sys.stderr.isatty():
+    stream = messages()
+    if not stream.isatty():
         yield
         return
     from rich.console import Console
 
-    console = Console(stderr=True)
+    console = Console(file=stream)
     started = time.perf_counter()
     with console.status(message):
         yield

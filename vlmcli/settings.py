@@ -141,6 +141,10 @@ def resolve_settings(
         args[key] = r.pick(key, f"engine.{key}", getattr(engine, key))
     if engine.max_num_seqs is not None:
         args["max_num_seqs"] = r.pick("max_num_seqs", "engine.max_num_seqs", engine.max_num_seqs)
+    if engine.kv_cache_memory_gib is not None:
+        args["kv_cache_memory_bytes"] = r.pick(
+            "kv_cache_memory_bytes", "engine.kv_cache_memory_gib", int(engine.kv_cache_memory_gib * 2**30)
+        )
     if engine.enable_prefix_caching is not None:
         args["enable_prefix_caching"] = r.pick(
             "enable_prefix_caching", "engine.enable_prefix_caching", engine.enable_prefix_caching

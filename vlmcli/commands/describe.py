@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from typing import Annotated, Optional
 
 import typer
@@ -34,28 +35,33 @@ def describe(
     )
     settings = run_settings(profile, overrides)
     failures = asyncio.run(_describe(settings, inputs, prompt, together, json_output, verbose))
+    gc.collect()  # let vLLM's AsyncLLM finalize now; at interpreter exit its __del__ raises
     if failures:
         raise typer.Exit(1)
 
 
 async def _describe(settings, inputs: list[str], prompt: str | None, together: bool, json_output: bool, verbose: bool) -> int:
     # Imported here so that `vlm --help` never loads numpy, pillow or vLLM.
-    from vlmcli.engine import Engine, quiet_vllm_logs
+    from vlmcli.engine import Engine, engine_output
     from vlmcli.pipeline import load_jobs, run_jobs
-    from vlmcli.render import make_renderer, progress
+    from vlmcli.render import make_renderer, progress, use_message_stream
 
-    jobs = load_jobs(inputs, settings, together=together)
-    renderer = make_renderer(json_output, len(jobs))
-    if all(job.result.error for job in jobs):
-        for job in jobs:  # nothing to describe: report without loading a model
-            renderer.start(job.result)
-            renderer.finish(job.result)
-        return len(jobs)
-    quiet_vllm_logs(verbose)
-    with progress(f"Loading {settings.model} (profile {settings.profile_name})…"):
-        engine = await Engine.start(settings)
-    try:
-        results = await run_jobs(engine, jobs, renderer, prompt)
-    finally:
-        engine.shutdown()
-    return sum(1 for result in results if result.error)
+    with engine_output(verbose) as (log_path, message_stream):
+        use_message_stream(message_stream)
+        try:
+            jobs = load_jobs(inputs, settings, together=together)
+            renderer = make_renderer(json_output, len(jobs))
+            if all(job.result.error for job in jobs):
+                for job in jobs:  # nothing to describe: report without loading a model
+                    renderer.start(job.result)
+                    renderer.finish(job.result)
+                return len(jobs)
+            with progress(f"Loading {settings.model} (profile {settings.profile_name})…"):
+                engine = await Engine.start(settings, log_path)
+            try:
+                results = await run_jobs(engine, jobs, renderer, prompt)
+            finally:
+                engine.shutdown()
+            return sum(1 for result in results if result.error)
+        finally:
+            use_message_stream(None)
