@@ -70,3 +70,16 @@ def test_chat_messages_place_media_before_text():
         {"role": "system", "content": "/no_think"},
         {"role": "user", "content": "<video>\nWhat happens?"},
     ]
+
+
+def test_too_long_messages_of_both_vllm_versions_become_one_actionable_line():
+    from vlmcli.engine import describe_request_error
+
+    old = ValueError("The decoder prompt (length 5000) is longer than the maximum model length of 4096. Make sure")
+    new = ValueError("This model's maximum context length is 4096 tokens. However, your prompt contains at least "
+                     "4097 input tokens, which exceeds this limit even without any output tokens.")
+    chars = ValueError("This model's maximum context length is 4096 tokens. However, your prompt contains 90000 "
+                       "characters (more than 81920 characters, which is the upper bound for 4096 input tokens).")
+    assert describe_request_error(old, 4096).startswith("the prompt (5000 tokens) is longer than max_model_len 4096: shorten")
+    assert describe_request_error(new, 4096).startswith("the prompt (4097 input tokens) is longer than max_model_len 4096")
+    assert describe_request_error(chars, 4096).startswith("the prompt (90000 characters) is longer than max_model_len 4096")

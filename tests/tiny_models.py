@@ -32,16 +32,17 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from tokenizers import AddedToken
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import GenerationConfig, PreTrainedTokenizerFast
 
 SEED = 0
 """Seed for every random number drawn while building a checkpoint."""
 
 MAX_VOCAB_SIZE = 1024
-"""Upper bound on the tokenizers' size; each model's vocabulary equals its tokenizer's length,
-so every id a random model samples decodes to text."""
+"""Upper bound on a tokenizer's size (the small corpus yields about 680 tokens).
+
+Each model's vocabulary equals its tokenizer's length, so every id a random model
+samples decodes to text."""
 
 _WEIGHT_JITTER = 0.02
 """Standard deviation of the perturbation added to every parameter."""
@@ -64,7 +65,8 @@ _CORPUS = [
     "Is there a clock on the wall? Yes, it shows a quarter past three.",
     "The weather is sunny with a few clouds over the mountains.",
 ] + [
-    f"Frame {i} sampled at {seconds:.2f} seconds: " for i, seconds in enumerate(
+    f"Frame {i} sampled at {seconds:.2f} seconds: "
+    for i, seconds in enumerate(
         [0.0, 0.5, 1.0, 1.25, 2.0, 3.33, 4.75, 8.0, 12.5, 16.67, 25.0, 60.0], start=1
     )
 ]
@@ -95,14 +97,13 @@ def _train_tokenizer(
     )
     tokenizer.train_from_iterator(_CORPUS, trainer)
     tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in extra_tokens])
-    wrapped = PreTrainedTokenizerFast(
+    return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         chat_template=chat_template,
         model_max_length=32768,
         clean_up_tokenization_spaces=False,
         **token_roles,
     )
-    return wrapped
 
 
 def _jitter_parameters_(*modules: torch.nn.Module) -> None:
@@ -110,7 +111,7 @@ def _jitter_parameters_(*modules: torch.nn.Module) -> None:
     generator = torch.Generator().manual_seed(SEED)
     with torch.no_grad():
         for module in modules:
-            for _, parameter in sorted(module.named_parameters()):
+            for _, parameter in sorted(module.named_parameters(), key=lambda item: item[0]):
                 noise = torch.randn(parameter.shape, generator=generator, dtype=torch.float32)
                 parameter.add_((_WEIGHT_JITTER * noise).to(parameter.dtype))
 
@@ -188,9 +189,11 @@ def build_tiny_qwen2_5_vl(out_dir: Path) -> Path:
     Text model: hidden 128, 2 layers, 2 attention heads and 1 KV head of dim 64, mrope
     sections [8, 12, 12]. Vision tower: depth 2, hidden 32, output 128. Writes
     ``config.json`` (with ``architectures``), ``generation_config.json``,
-    ``model.safetensors``, the tokenizer files with ``chat_template.jinja``, and the
-    image and video processor configs (patch 14, merge 2; see :data:`QWEN_IMAGE_PIXELS`
-    and :data:`QWEN_VIDEO_PIXELS`).
+    ``model.safetensors`` (hub names ``model.*``, ``lm_head.*``, ``visual.*``), the
+    tokenizer files with ``chat_template.jinja``, and the processor settings (patch 14,
+    merge 2; see :data:`QWEN_IMAGE_PIXELS` and :data:`QWEN_VIDEO_PIXELS`) both in
+    ``processor_config.json`` and in ``preprocessor_config.json`` /
+    ``video_preprocessor_config.json``.
     """
     from transformers import (
         Qwen2_5_VLConfig,
@@ -271,6 +274,10 @@ def build_tiny_qwen2_5_vl(out_dir: Path) -> Path:
         chat_template=QWEN_CHAT_TEMPLATE,
     )
     processor.save_pretrained(out_dir)
+    # The published layout besides transformers 5's combined processor_config.json,
+    # for readers that look for the separate files.
+    processor.image_processor.save_pretrained(out_dir)
+    processor.video_processor.save_pretrained(out_dir)
     return out_dir
 
 
@@ -299,7 +306,8 @@ NEMOTRON_CHAT_TEMPLATE = (
     "{{- '<|im_start|>system\n<|im_end|>\n' -}}"
     "{%- endif -%}"
     "{%- for message in messages -%}"
-    "{%- set content = render(message['content']).replace('/no_think', '').replace('/think', '') -%}"
+    "{%- set content = render(message['content']) -%}"
+    "{%- set content = content.replace('/no_think', '').replace('/think', '') -%}"
     "{%- if message['role'] == 'assistant' and '</think>' in content -%}"
     "{%- set content = content.split('</think>')[-1] -%}"
     "{%- endif -%}"
@@ -344,14 +352,29 @@ NEMOTRON_IMAGE_SIZE = 128
 """Tile size in pixels (512 in the 12B model): 16 tokens per tile and per video frame."""
 
 NEMOTRON_PATCH_SIZE = 16
+"""ViT patch size; pixel shuffle (``downsample_ratio`` 0.5) merges 2 x 2 patches per token."""
+
 NEMOTRON_NORM_MEAN = (0.48145466, 0.4578275, 0.40821073)
 NEMOTRON_NORM_STD = (0.26862954, 0.26130258, 0.27577711)
+"""Pixel normalisation (CLIP's), applied by vLLM's processor."""
+
 NEMOTRON_VIT_HIDDEN = 128
+"""Width of the RADIO tower (``vit_hidden_size``)."""
+
 NEMOTRON_VIT_MAX_IMAGE_SIZE = 512
 """Largest input of the RADIO position embedding (``cpe_max_size``), 32 x 32 patches."""
 
-NEMOTRON_RADIO_TEACHERS = [{"name": "teacher_a", "use_summary": True}, {"name": "teacher_b", "use_summary": True}]
-"""Two summary tokens (one per teacher) plus 6 registers make the 8 prefix tokens."""
+NEMOTRON_PROJECTOR_HIDDEN = 256
+"""Hidden size of the ``mlp1`` projector (``projector_hidden_size``)."""
+
+NEMOTRON_RADIO_TEACHERS = [
+    {"name": "teacher_a", "use_summary": True},
+    {"name": "teacher_b", "use_summary": True},
+]
+"""One summary token per teacher; registers pad the prefix to ``NEMOTRON_REGISTER_MULTIPLE``."""
+
+NEMOTRON_REGISTER_MULTIPLE = 8
+"""RADIO's summary and register tokens together: 2 + 6."""
 
 NEMOTRON_CONFIG_MODULE = "configuration"
 """Name of the configuration module written into the model folder (``auto_map``)."""
@@ -414,12 +437,12 @@ class NemotronH_Nano_VL_V2_Config(PretrainedConfig):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.vision_config = (
-            vision_config if isinstance(vision_config, RADIOConfig) else RADIOConfig(**(vision_config or {}))
-        )
-        self.llm_config = (
-            llm_config if isinstance(llm_config, NemotronHConfig) else NemotronHConfig(**(llm_config or {}))
-        )
+        if not isinstance(vision_config, RADIOConfig):
+            vision_config = RADIOConfig(**(vision_config or {}))
+        if not isinstance(llm_config, NemotronHConfig):
+            llm_config = NemotronHConfig(**(llm_config or {}))
+        self.vision_config = vision_config
+        self.llm_config = llm_config
         self.force_image_size = force_image_size
         self.patch_size = patch_size
         self.downsample_ratio = downsample_ratio
@@ -478,7 +501,7 @@ def _nemotron_vision_config() -> dict:
             "cpe_max_size": NEMOTRON_VIT_MAX_IMAGE_SIZE,
             "cls_token_per_teacher": True,
             "teachers": NEMOTRON_RADIO_TEACHERS,
-            "register_multiple": 8,
+            "register_multiple": NEMOTRON_REGISTER_MULTIPLE,
         },
         "patch_size": NEMOTRON_PATCH_SIZE,
         "preferred_resolution": [NEMOTRON_IMAGE_SIZE, NEMOTRON_IMAGE_SIZE],
@@ -488,7 +511,7 @@ def _nemotron_vision_config() -> dict:
     }
 
 
-def _nemotron_weights(llm_config: dict, projector_hidden_size: int) -> dict[str, torch.Tensor]:
+def _nemotron_weights(llm_config: dict) -> dict[str, torch.Tensor]:
     """Random weights under the names of the published NemotronH_Nano_VL_V2 checkpoint.
 
     ``language_model.backbone.*`` / ``language_model.lm_head.*`` from transformers'
@@ -510,7 +533,7 @@ def _nemotron_weights(llm_config: dict, projector_hidden_size: int) -> dict[str,
             image_size=NEMOTRON_IMAGE_SIZE,
             max_img_size=NEMOTRON_VIT_MAX_IMAGE_SIZE,
             num_cls_tokens=len(NEMOTRON_RADIO_TEACHERS),
-            num_registers=8 - len(NEMOTRON_RADIO_TEACHERS),
+            num_registers=NEMOTRON_REGISTER_MULTIPLE - len(NEMOTRON_RADIO_TEACHERS),
             norm_mean=NEMOTRON_NORM_MEAN,
             norm_std=NEMOTRON_NORM_STD,
         )
@@ -518,9 +541,9 @@ def _nemotron_weights(llm_config: dict, projector_hidden_size: int) -> dict[str,
     shuffled = 4 * NEMOTRON_VIT_HIDDEN
     projector = torch.nn.Sequential(
         torch.nn.RMSNorm(shuffled, eps=1e-5),
-        torch.nn.Linear(shuffled, projector_hidden_size, bias=False),
+        torch.nn.Linear(shuffled, NEMOTRON_PROJECTOR_HIDDEN, bias=False),
         torch.nn.ReLU(),  # stands in for ReLU^2, which has no weights
-        torch.nn.Linear(projector_hidden_size, llm_config["hidden_size"], bias=False),
+        torch.nn.Linear(NEMOTRON_PROJECTOR_HIDDEN, llm_config["hidden_size"], bias=False),
     )
     _jitter_parameters_(language_model, radio, projector)
 
@@ -531,7 +554,10 @@ def _nemotron_weights(llm_config: dict, projector_hidden_size: int) -> dict[str,
         if ".layer_scale" not in k
     }
     weights |= {f"mlp1.{k}": v.detach().clone() for k, v in projector.state_dict().items()}
-    return {k: (v.to(torch.bfloat16) if v.is_floating_point() else v).contiguous() for k, v in weights.items()}
+    return {
+        k: (v.to(torch.bfloat16) if v.is_floating_point() else v).contiguous()
+        for k, v in weights.items()
+    }
 
 
 def build_tiny_nemotron_nano_vl(out_dir: Path) -> Path:
@@ -544,6 +570,8 @@ def build_tiny_nemotron_nano_vl(out_dir: Path) -> Path:
     ``generation_config.json``, ``model.safetensors`` and the tokenizer files with
     ``chat_template.jinja``. vLLM builds the image/video processor from ``config.json``;
     ``max_num_tiles`` is a processor kwarg, ``video_pruning_rate`` (EVS) an engine arg.
+    Run it in bfloat16 (the checkpoint's dtype): vLLM's processor casts pixels to the
+    config's dtype, so an engine in float32 fails in the vision tower.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -558,7 +586,6 @@ def build_tiny_nemotron_nano_vl(out_dir: Path) -> Path:
     )
     token_id = tokenizer.convert_tokens_to_ids
     llm_config = _nemotron_llm_config(tokenizer)
-    projector_hidden_size = 256
     config = {
         "architectures": ["NemotronH_Nano_VL_V2"],
         "auto_map": {"AutoConfig": f"{NEMOTRON_CONFIG_MODULE}.NemotronH_Nano_VL_V2_Config"},
@@ -575,7 +602,7 @@ def build_tiny_nemotron_nano_vl(out_dir: Path) -> Path:
         "norm_mean": list(NEMOTRON_NORM_MEAN),
         "norm_std": list(NEMOTRON_NORM_STD),
         "vit_hidden_size": NEMOTRON_VIT_HIDDEN,
-        "projector_hidden_size": projector_hidden_size,
+        "projector_hidden_size": NEMOTRON_PROJECTOR_HIDDEN,
         "video_pruning_rate": 0.0,
         "img_context_token_id": token_id("<image>"),
         "video_context_token_id": token_id("<video>"),
@@ -584,7 +611,7 @@ def build_tiny_nemotron_nano_vl(out_dir: Path) -> Path:
     _write_json(out_dir / "config.json", config)
     (out_dir / f"{NEMOTRON_CONFIG_MODULE}.py").write_text(_NEMOTRON_CONFIG_SOURCE)
     save_file(
-        _nemotron_weights(llm_config, projector_hidden_size),
+        _nemotron_weights(llm_config),
         out_dir / "model.safetensors",
         metadata={"format": "pt"},
     )

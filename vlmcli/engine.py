@@ -158,18 +158,25 @@ class Engine:
             gc.collect()
 
 
+TOO_LONG_PATTERNS = (
+    # vLLM <= 0.26: "The decoder prompt (length 5000) is longer than the maximum model length of 4096."
+    r"prompt \(length (?P<length>\d+)\) is longer than the maximum model length of (?P<limit>\d+)",
+    # vLLM >= 0.3x: "maximum context length is 4096 tokens. However, your prompt contains 5000 input tokens"
+    r"maximum context length is (?P<limit>\d+) tokens\. However, your prompt contains (?:at least )?(?P<length>\d+ (?:input tokens|characters))",
+)
+FIX_TOO_LONG = "shorten the prompt, lower --max-frames or --tiles, or raise max_model_len in the profile"
+
+
 def describe_request_error(exc: BaseException, max_model_len: int) -> str:
     """One line for a refused request; a too-long prompt says how to fix it."""
     message = _root_cause(exc)
-    too_long = re.search(r"prompt \(length (\d+)\) is longer than the maximum model length of (\d+)", message)
-    if too_long:
-        length, limit = too_long.groups()
-        return (
-            f"the prompt is {length} tokens, longer than max_model_len {limit}: "
-            "shorten the prompt, lower --max-frames or --tiles, or raise max_model_len in the profile"
-        )
-    if "maximum model length" in message or "max_model_len" in message:
-        return f"the request does not fit max_model_len {max_model_len}: {message}"
+    for pattern in TOO_LONG_PATTERNS:
+        match = re.search(pattern, message)
+        if match:
+            length = match["length"] if not match["length"].isdigit() else f"{match['length']} tokens"
+            return f"the prompt ({length}) is longer than max_model_len {match['limit']}: {FIX_TOO_LONG}"
+    if "maximum model length" in message or "maximum context length" in message:
+        return f"the prompt is longer than max_model_len {max_model_len}: {FIX_TOO_LONG} ({message})"
     return message
 
 
