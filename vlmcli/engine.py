@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from vlmcli.errors import RequestError, VlmError, one_line
+from vlmcli.request import Turn, engine_prompt, render_prompt
 from vlmcli.settings import RunSettings
 
 _request_ids = itertools.count()
@@ -114,6 +115,16 @@ class Engine:
         engine = cls(settings, llm, time.perf_counter() - started)
         del llm  # something in vLLM keeps this frame alive; the local must not pin the engine
         return engine
+
+    async def chat(
+        self, turns: list[Turn], *, system_prompt: str | None = None, **sampling: Any
+    ) -> AsyncIterator[Delta]:
+        """Stream the assistant's answer to a conversation (the interface every engine offers)."""
+        family = self.settings.family
+        text = render_prompt(self.tokenizer, family, system_prompt, turns)
+        media = [item for turn in turns for item in turn.media]
+        async for delta in self.stream(engine_prompt(text, media, family), self.sampling_params(**sampling)):
+            yield delta
 
     def sampling_params(self, **overrides: Any) -> Any:
         from vllm import SamplingParams

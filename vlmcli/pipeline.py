@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from vlmcli.engine import Delta, Engine
 from vlmcli.errors import MediaError, RequestError, UsageError
 from vlmcli.media import MediaItem, label, load_media
-from vlmcli.request import Turn, engine_prompt, render_prompt
+from vlmcli.request import Turn
 from vlmcli.settings import RunSettings
 
 MEDIA_WORKERS = 4
@@ -132,14 +132,12 @@ async def run_jobs(
 ) -> list[Result]:
     """Submit all jobs at once; render answers one after another in input order."""
     settings = engine.settings
-    params = engine.sampling_params(**sampling)
     queues: list[asyncio.Queue[Delta | Exception]] = [asyncio.Queue() for _ in jobs]
 
     async def produce(job: Job, queue: asyncio.Queue[Delta | Exception]) -> None:
         try:
             turn = Turn("user", prompt_for(job, settings, prompt), job.media)
-            text = render_prompt(engine.tokenizer, settings.family, settings.system_prompt, [turn])
-            async for delta in engine.stream(engine_prompt(text, job.media, settings.family), params):
+            async for delta in engine.chat([turn], system_prompt=settings.system_prompt, **sampling):
                 await queue.put(delta)
         except Exception as exc:  # handed to the consumer, which reports or re-raises it in order
             await queue.put(exc)
