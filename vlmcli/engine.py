@@ -29,6 +29,7 @@ class Delta:
     """A piece of an answer; the last one of a request has `finished` set and the counts filled."""
 
     text: str
+    new_tokens: int = 0
     finished: bool = False
     prompt_tokens: int = 0
     output_tokens: int = 0
@@ -140,13 +141,15 @@ class Engine:
         try:
             async for output in self.llm.generate(prompt, sampling_params, request_id):
                 completion = output.outputs[0]
-                output_tokens += len(completion.token_ids)
+                new_tokens = len(completion.token_ids)
+                output_tokens += new_tokens
                 if not output.finished:
-                    yield Delta(completion.text)
+                    yield Delta(completion.text, new_tokens)
                     continue
                 prompt_ids = list(output.prompt_token_ids or [])
                 yield Delta(
                     completion.text,
+                    new_tokens,
                     finished=True,
                     prompt_tokens=len(prompt_ids),
                     output_tokens=output_tokens,

@@ -1,13 +1,80 @@
-"""`vlm bench` (not built yet)."""
+"""`vlm bench`: latency and throughput of a profile on a workload, for people and for scripts."""
 
 from __future__ import annotations
 
+import asyncio
+import gc
+from typing import Annotated, Optional
+
 import typer
 
+from vlmcli.commands.common import VerboseOption, complete_profile
 
-def bench() -> None:
-    """Not ready yet: this command is being built (see the project's issues)."""
-    from vlmcli.render import error_line
 
-    error_line("vlm bench is not ready yet")
-    raise typer.Exit(2)
+def _floats(text: str | None, flag: str) -> list[float | None]:
+    if text is None:
+        return [None]
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"a comma-separated list of numbers, e.g. 0,0.5,0.75 (got {text!r})", param_hint=flag)
+
+
+def _ints(text: str, flag: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise typer.BadParameter(f"a comma-separated list of whole numbers >= 1, e.g. 1,8,32 (got {text!r})", param_hint=flag)
+    return values
+
+
+def bench(
+    profile: Annotated[Optional[list[str]], typer.Option("--profile", "-P", help="Profile(s) to compare; repeat or comma-separate.", autocompletion=complete_profile)] = None,
+    workload: Annotated[str, typer.Option(help="Synthetic workload: image or video (ignored with --input).")] = "image",
+    inputs: Annotated[Optional[list[str]], typer.Option("--input", "-i", help="Real files or folders to use instead (repeatable).")] = None,
+    images_per_request: Annotated[int, typer.Option(min=1, help="Images in each request.")] = 1,
+    image_size: Annotated[str, typer.Option(help="Synthetic image size, WIDTHxHEIGHT.")] = "1024x768",
+    video_frames: Annotated[int, typer.Option(min=1, help="Frames in each synthetic video.")] = 64,
+    video_size: Annotated[str, typer.Option(help="Synthetic video size, WIDTHxHEIGHT.")] = "640x360",
+    video_fps: Annotated[float, typer.Option(min=1, help="Frame rate of synthetic videos.")] = 30.0,
+    num_prompts: Annotated[int, typer.Option(min=1, help="Requests per run.")] = 16,
+    concurrency: Annotated[str, typer.Option(help="Requests in flight at once; a list sweeps, e.g. 1,8,32.")] = "1",
+    request_rate: Annotated[Optional[float], typer.Option(min=0.001, help="Poisson arrival rate (requests/s) instead of all at once.")] = None,
+    max_tokens: Annotated[int, typer.Option(min=1, help="Output tokens per request (fixed: EOS is ignored).")] = 128,
+    warmup: Annotated[int, typer.Option(min=0, help="Warm-up requests before measuring.")] = 1,
+    seed: Annotated[int, typer.Option(help="Seed for synthetic media and arrivals.")] = 0,
+    pruning_rate: Annotated[Optional[str], typer.Option(help="EVS pruning rate(s) to sweep, e.g. 0,0.75.")] = None,
+    tiles: Annotated[Optional[int], typer.Option(help="Most image tiles.")] = None,
+    num_frames: Annotated[Optional[int], typer.Option(help="Frames sampled per video.")] = None,
+    fps: Annotated[Optional[float], typer.Option(help="Video sampling rate.")] = None,
+    max_frames: Annotated[Optional[int], typer.Option(help="Cap on sampled frames.")] = None,
+    baseline: Annotated[Optional[str], typer.Option(help="Also run the workload through 'vllm' LLM.generate and report the ratio.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print every figure as JSON.")] = False,
+    csv_output: Annotated[bool, typer.Option("--csv", help="Print one CSV row per run.")] = False,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the JSON (or CSV, by suffix or --csv) report to this file.")] = None,
+    server: Annotated[Optional[str], typer.Option(envvar="VLM_SERVER", help="Benchmark a running `vlm serve` at this URL.")] = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Measure time to first token, per-token latency, throughput and media preparation."""
+    from vlmcli.benchrun import BenchPlan, run_plan
+
+    if baseline not in (None, "vllm"):
+        raise typer.BadParameter("the only baseline is 'vllm'", param_hint="--baseline")
+    if baseline and server:
+        raise typer.BadParameter("--baseline runs vLLM in this process; it cannot be combined with --server", param_hint="--baseline")
+    if workload not in ("image", "video"):
+        raise typer.BadParameter("image or video", param_hint="--workload")
+    profiles = [name for item in (profile or [None]) for name in ((item or "").split(",") if item else [None])]
+    plan = BenchPlan(
+        profiles=profiles, workload=workload, inputs=inputs or [], images_per_request=images_per_request,
+        image_size=image_size, video_frames=video_frames, video_size=video_size, video_fps=video_fps,
+        num_prompts=num_prompts, concurrency=_ints(concurrency, "--concurrency"), request_rate=request_rate,
+        max_tokens=max_tokens, warmup=warmup, seed=seed, pruning_rates=_floats(pruning_rate, "--pruning-rate"),
+        tiles=tiles, num_frames=num_frames, fps=fps, max_frames=max_frames, baseline=baseline, server=server,
+    )
+    report = asyncio.run(run_plan(plan, verbose=verbose, json_output=json_output, csv_output=csv_output, output=output))
+    gc.collect()  # let vLLM's AsyncLLM finalize before interpreter exit
+    if any(run["failed"] for run in report["runs"]):
+        raise typer.Exit(1)

