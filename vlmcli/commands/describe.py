@@ -27,6 +27,8 @@ def describe(
     together: Annotated[bool, typer.Option("--together", "-t", help="Show all inputs to the model in one prompt.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="One JSON object per input (JSON Lines).")] = False,
     verbose: VerboseOption = False,
+    server: Annotated[Optional[str], typer.Option("--server", envvar="VLM_SERVER", help="Use a running `vlm serve` at this URL instead of loading the model.", show_default=False)] = None,
+    api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="VLM_API_KEY", help="API key for --server.", show_default=False)] = None,
 ) -> None:
     """Describe each image or video; answers stream as they are generated, in input order."""
     overrides = Overrides(
@@ -34,13 +36,16 @@ def describe(
         max_frames=max_frames, pruning_rate=pruning_rate, tiles=tiles, media_root=media_root,
     )
     settings = run_settings(profile, overrides)
-    failures = asyncio.run(_describe(settings, inputs, prompt, together, json_output, verbose))
+    failures = asyncio.run(_describe(settings, inputs, prompt, together, json_output, verbose, server, api_key))
     gc.collect()  # let vLLM's AsyncLLM finalize now; at interpreter exit its __del__ raises
     if failures:
         raise typer.Exit(1)
 
 
-async def _describe(settings, inputs: list[str], prompt: str | None, together: bool, json_output: bool, verbose: bool) -> int:
+async def _describe(
+    settings, inputs: list[str], prompt: str | None, together: bool, json_output: bool, verbose: bool,
+    server: str | None = None, api_key: str | None = None,
+) -> int:
     # Imported here so that `vlm --help` never loads numpy, pillow or vLLM.
     from vlmcli.engine import Engine, engine_output
     from vlmcli.pipeline import load_jobs, run_jobs
@@ -56,12 +61,20 @@ async def _describe(settings, inputs: list[str], prompt: str | None, together: b
                     renderer.start(job.result)
                     renderer.finish(job.result)
                 return len(jobs)
-            with progress(f"Loading {settings.model} (profile {settings.profile_name})…"):
-                engine = await Engine.start(settings, log_path)
+            if server:
+                from vlmcli.client import RemoteEngine
+
+                engine = await RemoteEngine.connect(settings, server, api_key=api_key)
+            else:
+                with progress(f"Loading {settings.model} (profile {settings.profile_name})…"):
+                    engine = await Engine.start(settings, log_path)
             try:
                 results = await run_jobs(engine, jobs, renderer, prompt)
             finally:
-                engine.shutdown()
+                if server:
+                    await engine.aclose()
+                else:
+                    engine.shutdown()
             return sum(1 for result in results if result.error)
         finally:
             use_message_stream(None)
