@@ -10,7 +10,7 @@ import typer
 from typer.core import TyperGroup
 
 from vlmcli import __version__
-from vlmcli.commands import bench, chat, describe, profiles, serve
+from vlmcli.commands import bench, chat, describe, doctor, profiles, serve
 
 class VlmGroup(TyperGroup):
     """Turns the user's errors (VlmError) into one line on stderr and the error's exit code."""
@@ -40,6 +40,7 @@ app.command()(chat.chat)
 app.command()(bench.bench)
 app.command()(serve.serve)
 app.add_typer(profiles.app, name="profiles")
+app.command()(doctor.doctor)
 
 
 def _version(value: bool) -> None:
