@@ -74,15 +74,18 @@ class PeakMemory:
         self._thread.join()
 
     def _run(self) -> None:
-        import psutil
-
-        me = psutil.Process()
+        try:
+            import psutil  # a vLLM dependency; absent only in stripped-down environments
+        except ImportError:
+            psutil = None
+        me = psutil.Process() if psutil else None
         while True:
-            try:
-                rss = me.memory_info().rss + sum(c.memory_info().rss for c in me.children(recursive=True))
-                self.host_bytes = max(self.host_bytes, rss)
-            except psutil.Error:
-                pass
+            if me is not None:
+                try:
+                    rss = me.memory_info().rss + sum(c.memory_info().rss for c in me.children(recursive=True))
+                    self.host_bytes = max(self.host_bytes, rss)
+                except psutil.Error:
+                    pass
             gpu = _gpu_memory_used_bytes()
             if gpu is not None:
                 self.gpu_bytes = max(self.gpu_bytes or 0, gpu)
