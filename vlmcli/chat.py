@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import shlex
 import sys
 import time
@@ -569,9 +570,10 @@ class ChatSession:
                     dropped += 1
                     continue
                 self.conversation.messages[:] = original[:-1]
+                length = re.search(r"\(([^)]*)\) is longer", str(exc))
                 self.ui.error(
-                    f"your last message alone is longer than max_model_len {self.settings.max_model_len} tokens "
-                    "and was not kept: shorten it or attach less, or /clear to start over"
+                    f"your last message alone{f' ({length[1]})' if length else ''} is longer than max_model_len "
+                    f"{self.settings.max_model_len} tokens and was not kept: shorten it or attach less, or /clear to start over"
                 )
                 return
         if dropped:
