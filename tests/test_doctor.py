@@ -55,7 +55,7 @@ def test_doctor_json_on_this_cpu_machine(run_vlm, tmp_path: Path):
     checks = {check["name"]: check for check in report["checks"]}
     assert list(checks) == ["python", "vllm", "torch", "gpu", "torchvision", "decord", "hf-cache", "models", "fit", "engine-log"]
     assert report["ok"] is True and report["exit_code"] == 0 and report["failed"] == []
-    assert report["backend"] == "cpu"
+    assert report["backend"] == "cpu" and report["warnings"] == []
 
     assert checks["python"]["data"]["version"] == ".".join(map(str, sys.version_info[:3]))
     vllm = checks["vllm"]
@@ -180,3 +180,15 @@ def test_model_cache_states(tmp_path: Path):
     assert doctor.cached_model("org/half", None, cache)[0] == "partial"
     assert doctor.cached_model("org/absent", None, cache)[0] == "missing"
     assert doctor.cached_model("org/complete", "v2", cache)[0] == "partial"  # another revision is not on disk
+
+
+def test_offline_gpu_machine_without_the_default_model_warns(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(doctor, "hf_cache_dir", lambda: tmp_path)
+    rows = doctor.profile_rows([H100], "cuda")
+    check = doctor.check_models(rows, "cuda")
+    assert check.status == WARN
+    assert check.fix.startswith("unset HF_HUB_OFFLINE") and "nvidia/NVIDIA-Nemotron-Nano-12B-v2-VL-FP8" in check.fix
+    fake_hub_snapshot(tmp_path, "nvidia/NVIDIA-Nemotron-Nano-12B-v2-VL-FP8")
+    check = doctor.check_models(doctor.profile_rows([H100], "cuda"), "cuda")
+    assert check.status == doctor.INFO and "nemotron-nano-12b-v2-vl-fp8" in check.data["downloaded"]

@@ -395,7 +395,7 @@ def profile_rows(gpus: list[Gpu], backend: str | None) -> list[dict[str, Any]]:
     return rows
 
 
-def check_models(rows: list[dict[str, Any]]) -> Check:
+def check_models(rows: list[dict[str, Any]], backend: str | None) -> Check:
     """Which profiles' models are already on disk (no network: the cache's snapshot folders)."""
     ready = [row["name"] for row in rows if row.get("downloaded") == "downloaded"]
     partial = [row["name"] for row in rows if row.get("downloaded") == "partial"]
@@ -409,7 +409,8 @@ def check_models(rows: list[dict[str, Any]]) -> Check:
         return Check("models", WARN, summary + f"; incomplete download: {', '.join(partial)}",
                      f"run .venv/bin/hf download {first['model']} (resumes the download)", data)
     default = next((row for row in rows if row.get("default")), None)
-    if hub_offline() and default is not None and default.get("downloaded") != "downloaded":
+    # On the CPU backend the default (GPU) profile cannot run anyway; offline matters for GPU machines.
+    if hub_offline() and backend != "cpu" and default is not None and default.get("downloaded") != "downloaded":
         return Check("models", WARN, summary + f"; HF_HUB_OFFLINE=1 and the default profile's model is not on disk",
                      f"unset HF_HUB_OFFLINE, or run .venv/bin/hf download {default.get('model')} where there is network",
                      data)
@@ -470,7 +471,7 @@ def run_checks() -> tuple[list[Check], list[dict[str, Any]]]:
     gpus = gpus or []
     checks += [check_gpus(gpus, source, backend), check_torchvision(backend), check_decord(), check_hf_cache()]
     rows = profile_rows(gpus, backend)
-    checks += [check_models(rows), check_fit(rows, gpus, backend), check_engine_log()]
+    checks += [check_models(rows, backend), check_fit(rows, gpus, backend), check_engine_log()]
     return checks, rows
 
 
