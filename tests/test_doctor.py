@@ -128,6 +128,8 @@ def test_doctor_module_imports_nothing_heavy():
 H100 = Gpu(0, "NVIDIA H100 80GB HBM3", 79.1, 78.5, "9.0")
 RTX4090 = Gpu(0, "NVIDIA GeForce RTX 4090", 23.6, 23.2, "8.9")
 A100_40 = Gpu(0, "NVIDIA A100-SXM4-40GB", 39.4, 39.0, "8.0")
+T4 = Gpu(0, "Tesla T4", 14.6, 14.2, "7.5")
+V100 = Gpu(0, "Tesla V100-SXM2-32GB", 31.7, 31.4, "7.0")
 
 
 def profile(name: str):
@@ -141,6 +143,8 @@ def profile(name: str):
     ("nemotron-nano-12b-v2-vl-fp8", A100_40, True, "FP8 kernels need compute capability 8.9+"),
     ("nemotron-nano-12b-v2-vl-nvfp4", H100, True, "NVFP4 is native on Blackwell"),
     ("minicpm-v-2.6-awq", RTX4090, True, None),
+    ("minicpm-v-2.6-awq", T4, True, None),                           # fp16 activations
+    ("qwen2.5-vl-7b-instruct", V100, False, "bfloat16 needs compute capability 8.0+"),  # memory would do
 ])
 def test_profile_fit_on_described_gpus(name, gpu, fits, note):
     ok, why = doctor.profile_fit(profile(name), [gpu], "cuda")
@@ -161,7 +165,7 @@ def test_small_gpu_warns_and_names_the_smallest_profile():
     check = doctor.check_fit(doctor.profile_rows(small, "cuda"), small, "cuda")
     assert check.status == WARN and check.summary == "no model profile fits this GPU's free memory"
     assert check.fix.endswith("try --profile minicpm-v-2.6-awq (needs ~10.0 GiB)")
-    t4 = [Gpu(0, "Tesla T4", 14.6, 14.2, "7.5")]
+    t4 = [T4]
     check = doctor.check_fit(doctor.profile_rows(t4, "cuda"), t4, "cuda")
     assert check.status == OK and "minicpm-v-2.6-awq" in check.data["fit"]
     assert "nemotron-nano-12b-v2-vl-nvfp4" not in check.data["fit"]  # 14.6 GiB > 0.9 x 14.6

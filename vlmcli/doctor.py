@@ -316,11 +316,16 @@ def memory_needed_gib(profile: Any) -> float | None:
     return round(profile.weights_gib + kv + ACTIVATION_GIB, 1)
 
 
-def _precision_note(precision: str, gpus: list[Gpu]) -> str | None:
+BF16_NOTE = "bfloat16 needs compute capability 8.0+ (Ampere or newer): copy the profile with dtype: float16"
+
+
+def _precision_note(profile: Any, gpus: list[Gpu]) -> str | None:
     caps = [_version_tuple(gpu.compute_capability) for gpu in gpus if gpu.compute_capability]
     if not caps:
         return None
-    best = max(caps)
+    best, precision = min(caps), profile.precision
+    if profile.dtype == "bfloat16" and best < (8, 0):
+        return BF16_NOTE
     if precision == "fp8" and best < (8, 9):
         return "FP8 kernels need compute capability 8.9+ (Ada, Hopper, Blackwell)"
     if precision == "nvfp4" and best < (10, 0):
@@ -346,13 +351,13 @@ def profile_fit(profile: Any, gpus: list[Gpu], backend: str | None) -> tuple[boo
     # vLLM claims util x total on each GPU at start and refuses to start if less is free.
     chosen = sorted(gpus, key=lambda gpu: gpu.free_gib, reverse=True)[:tp]
     budget = sum(min(gpu.free_gib, util * gpu.total_gib) for gpu in chosen) / profile.engine.data_parallel_size
-    notes = [note for note in [_precision_note(profile.precision, chosen)] if note]
+    notes = [note for note in [_precision_note(profile, chosen)] if note]
     short = [gpu for gpu in chosen if gpu.free_gib < util * gpu.total_gib]
     if short:
         gpu = short[0]
         notes.append(f"GPU {gpu.index} has {gpu.free_gib:.1f} GiB free, less than gpu_memory_utilization {util} x "
                      f"{gpu.total_gib:.1f} GiB: set engine.gpu_memory_utilization <= {gpu.free_gib / gpu.total_gib:.2f}")
-    fits = needed <= budget
+    fits = needed <= budget and BF16_NOTE not in notes
     why = f"needs ~{needed} GiB, {budget:.1f} GiB usable"
     return fits, "; ".join([why, *notes])
 
