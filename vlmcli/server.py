@@ -78,6 +78,15 @@ def media_io_kwargs(settings: RunSettings) -> dict[str, Any]:
     return {"video": {"fps": video.fps, "num_frames": video.max_frames}}
 
 
+def generation_defaults(settings: RunSettings) -> dict[str, Any]:
+    """The profile's sampling as the server's defaults, for requests that do not set them.
+
+    Keys are Hugging Face generation-config names (vLLM maps max_new_tokens to max_tokens).
+    """
+    names = {"max_tokens": "max_new_tokens"}
+    return {names.get(key, key): value for key, value in settings.sampling.items() if value is not None}
+
+
 def vllm_supports(option: str) -> bool:
     """Whether the installed vLLM's server knows a frontend option (read from its source, no import).
 
@@ -111,6 +120,7 @@ def build_command(
             argv += flag_args(name, value)
     argv += ["--served-model-name", str(settings.engine_args.get("served_model_name") or settings.profile_name)]
     argv += flag_args("media_io_kwargs", media_io_kwargs(settings))
+    argv += flag_args("override_generation_config", generation_defaults(settings))
     argv += ["--allowed-local-media-path", str(media_root)]
     # vlm's client sends the frames it sampled with their true timestamps (media_io_kwargs per
     # request); vLLM >= 0.3x refuses per-request multimodal kwargs unless told to trust them.
