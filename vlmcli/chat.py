@@ -312,7 +312,8 @@ class AnswerStats:
         return (self.output_tokens - 1) / (self.total_s - self.ttft_s)
 
     def line(self) -> str:
-        parts = [f"{self.prompt_tokens} prompt + {self.output_tokens} output tokens"]
+        prompt = self.prompt_tokens or "?"  # a stopped answer never gets the engine's final counts
+        parts = [f"{prompt} prompt + {self.output_tokens} output tokens"]
         if self.ttft_s is not None:
             parts.append(f"first token {self.ttft_s:.2f} s")
         if self.tokens_per_s is not None:
@@ -739,7 +740,11 @@ class RichUI:
         from rich.live import Live
         from rich.markdown import Markdown
 
-        self.live = Live(Markdown(""), console=self.console, refresh_per_second=12, vertical_overflow="visible")
+        # No redirection of sys.stderr into the display: vLLM's log lines must stay in its log file.
+        self.live = Live(
+            Markdown(""), console=self.console, refresh_per_second=12, vertical_overflow="visible",
+            redirect_stdout=False, redirect_stderr=False,
+        )
         self.live.start()
 
     def answer_delta(self, text: str, full: str) -> None:

@@ -150,9 +150,13 @@ def progress(message: str) -> Iterator[None]:
         yield
         return
     from rich.console import Console
+    from rich.live import Live
+    from rich.spinner import Spinner
 
     console = Console(file=stream)
     started = time.perf_counter()
-    with console.status(message):
+    # Not console.status(): it swaps sys.stderr for a proxy that prints on the terminal, and vLLM's
+    # logging (configured at its import, often inside this block) would keep writing through it.
+    with Live(Spinner("dots", message), console=console, transient=True, redirect_stdout=False, redirect_stderr=False):
         yield
     console.print(f"[dim]{message.rstrip('.…')} — done in {time.perf_counter() - started:.1f} s[/]", highlight=False)
