@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import QWEN
+from test_serve import API_KEY, server  # noqa: F401  (the module's real `vlm serve`, started once)
 
 from vlmcli.chat import (
     Attachment,
@@ -373,3 +374,21 @@ def test_scripted_session_real_engine(run_vlm, tiny_models_dir, media, tmp_path)
     assert len(blocks) >= 9, out  # the answers (random text may itself hold blank lines)
     # the answer to the last message came after the refusal: the chat went on
     assert int(stats[-1][0]) < 4096 and int(stats[-1][0]) > 1500
+
+
+@pytest.mark.engine
+def test_chat_through_a_server_matches_in_process(run_vlm, server, media):
+    """`--server` (or VLM_SERVER): the same conversation gives the same prompts and greedy answers."""
+    script = "\n".join([
+        "Hello", f"/image {media['image']}", "What is it?", f"/video {media['video']} --num-frames 4",
+        "And this?", "/set max_tokens 4", "/set top_k 5", "/retry",
+    ]) + "\n"
+    runs = {}
+    for mode, env in (("server", {"VLM_SERVER": server.url, "VLM_API_KEY": API_KEY}), ("in-process", {})):
+        result = run_vlm("chat", "--profile", QWEN, "--stats", input=script, env=env)
+        assert result.returncode == 0, result.stderr
+        assert "Traceback" not in result.stderr and "vlm: error" not in result.stderr
+        stats = re.findall(r"^vlm: stats: (\d+) prompt \+ (\d+) output tokens", result.stderr, re.M)
+        runs[mode] = (stats, result.stdout)
+    assert len(runs["server"][0]) == 4
+    assert runs["server"] == runs["in-process"]
