@@ -78,6 +78,17 @@ def test_interactive_terminal(vlm_env, tiny_models_dir, media, tmp_path):
         assert int(child.match.group(1)) > 40  # the earlier turn, with its image, is still in the conversation
         child.expect_exact(PROMPT)
 
+        # Tab completes a file path; a """ block spans lines (Enter inside it adds a line)
+        child.send(f"/image {media['image'].parent}/pho\t")
+        child.expect_exact("photo.png")
+        child.send("\r")
+        child.expect_exact(f"attached image {media['image']}")
+        child.send('"""\rfirst line\rsecond line"""\r')
+        child.expect(r"(\d+) prompt \+ 6 output tokens")
+        assert int(child.match.group(1)) > 100  # both images, both lines
+        assert "... second line" in plain(child.before)  # one message: the continuation prompt showed
+        child.expect_exact(PROMPT)
+
         child.send("/nonsense\r")
         child.expect_exact("unknown command /nonsense")
         child.expect_exact(PROMPT)
