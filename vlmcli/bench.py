@@ -222,9 +222,13 @@ def summarize(records: list[RequestRecord], duration_s: float) -> dict[str, Any]
     }
 
 
-def run_vllm_baseline(settings: RunSettings, workload: Workload, *, num_prompts: int, max_tokens: int, prompt: str | None = None) -> dict[str, Any]:
+def run_vllm_baseline(
+    settings: RunSettings, workload: Workload, *, num_prompts: int, max_tokens: int, prompt: str | None = None,
+    warmup: Workload | None = None,
+) -> dict[str, Any]:
     """The same requests as a hand-written vLLM script runs them: load every input, then one
-    `LLM.generate` call. Returns start time, duration and token counts."""
+    `LLM.generate` call (after an untimed warm-up request, as vlm gets). Returns start time,
+    duration and token counts."""
     from vllm import LLM, SamplingParams
 
     started = time.perf_counter()
@@ -233,12 +237,16 @@ def run_vllm_baseline(settings: RunSettings, workload: Workload, *, num_prompts:
     tokenizer = llm.get_tokenizer()
     prompt = prompt or settings.prompts["video" if workload.kind == "video" else "image"]
     params = SamplingParams(max_tokens=max_tokens, ignore_eos=True, detokenize=False, temperature=0.0)
-    began = time.perf_counter()
-    prompts = []
-    for index in range(num_prompts):
-        media, _ = load_request_media(workload, settings, index)
+
+    def prepare(load_from: Workload, index: int) -> dict[str, Any]:
+        media, _ = load_request_media(load_from, settings, index)
         text = render_prompt(tokenizer, settings.family, settings.system_prompt, [Turn("user", prompt, media)])
-        prompts.append(engine_prompt(text, media, settings.family))
+        return engine_prompt(text, media, settings.family)
+
+    if warmup is not None:
+        llm.generate([prepare(warmup, 0)], params, use_tqdm=False)
+    began = time.perf_counter()
+    prompts = [prepare(workload, index) for index in range(num_prompts)]
     outputs = llm.generate(prompts, params, use_tqdm=False)
     duration = time.perf_counter() - began
     output_tokens = sum(len(o.outputs[0].token_ids) for o in outputs)

@@ -112,7 +112,7 @@ async def run_plan(plan: BenchPlan, *, verbose: bool, json_output: bool, csv_out
                         del engine
                     if plan.baseline:
                         with progress("Running the same workload through vLLM's LLM.generate…"):
-                            base = run_vllm_baseline(settings, workload, num_prompts=plan.num_prompts, max_tokens=plan.max_tokens)
+                            base = run_vllm_baseline(settings, workload, num_prompts=plan.num_prompts, max_tokens=plan.max_tokens, warmup=warm)
                         for run in runs:
                             if run["profile"] == settings.profile_name and run["pruning_rate"] == rate:
                                 run["baseline_vllm"] = base
