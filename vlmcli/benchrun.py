@@ -102,21 +102,22 @@ async def run_plan(plan: BenchPlan, *, verbose: bool, json_output: bool, csv_out
                     else:
                         with progress(f"Loading {settings.model} (profile {settings.profile_name})…"):
                             engine = await Engine.start(settings, log_path)
+                    engine_runs: list[dict[str, Any]] = []
                     try:
                         if warm is not None:
                             await run_benchmark(engine, warm, num_prompts=plan.warmup, concurrency=plan.warmup, max_tokens=plan.max_tokens, seed=plan.seed)
                         for level in plan.concurrency:
-                            runs.append(await _one_run(engine, settings, workload, plan, level, rate, messages))
+                            engine_runs.append(await _one_run(engine, settings, workload, plan, level, rate, messages))
                     finally:
                         engine.shutdown()
                         del engine
                     if plan.baseline:
                         with progress("Running the same workload through vLLM's LLM.generate…"):
                             base = run_vllm_baseline(settings, workload, num_prompts=plan.num_prompts, max_tokens=plan.max_tokens, warmup=warm)
-                        for run in runs:
-                            if run["profile"] == settings.profile_name and run["pruning_rate"] == rate:
-                                run["baseline_vllm"] = base
-                                run["speedup_vs_vllm"] = base["duration_s"] / run["duration_s"]
+                        for run in engine_runs:
+                            run["baseline_vllm"] = base
+                            run["speedup_vs_vllm"] = base["duration_s"] / run["duration_s"]
+                    runs.extend(engine_runs)
         finally:
             use_message_stream(None)
     report = {
