@@ -284,10 +284,9 @@ def test_hostile_requests_get_4xx_and_server_keeps_serving(server, media, tmp_pa
             status, answer = post(server, "/v1/chat/completions", {"model": QWEN, "messages": user(part), "max_tokens": 4})
             seen[name] = (status, json.dumps(answer)[:300])
         refused = {name: status for name, (status, _) in seen.items() if 400 <= status < 500}
-        # vLLM 0.32 answers a missing file below the media root with 500 (its FileNotFoundError is not
-        # mapped to 400); the message still says what is wrong, and the server keeps serving.
-        missing_status, missing_text = seen.pop("missing file")
-        assert 400 <= missing_status < 500 or (missing_status == 500 and "No such file" in missing_text), missing_text
+        # vLLM itself answers a missing file below the media root with 500; vlm's middleware makes it 404
+        missing_status, missing_text = seen["missing file"]
+        assert missing_status == 404 and "no such file" in missing_text.lower(), missing_text
         assert all(400 <= status < 500 for status, _ in seen.values()), seen
         assert "outside root" in refused and "etc passwd" in refused
     finally:

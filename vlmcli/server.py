@@ -129,6 +129,7 @@ def build_command(
     # Media become placeholders joined to the text by "\n", as the in-process engine renders them,
     # so a request through the server gets the same prompt tokens.
     argv += ["--chat-template-content-format", "string"]
+    argv += ["--middleware", "vlmcli.server_middleware.missing_media_is_a_client_error"]
     argv += ["--host", host, "--port", str(port)]
     env = {"VLLM_API_KEY": api_key} if api_key else {}  # not in argv, where `ps` would show it
     return ServerCommand(argv, env, host, port)
