@@ -65,11 +65,11 @@ def build_workloads(plan: BenchPlan) -> tuple[Workload, Workload | None]:
     per_request = plan.images_per_request if plan.workload == "image" else 1
     count = (plan.num_prompts + plan.warmup) * per_request
     if plan.workload == "image":
-        size = parse_size(plan.image_size)
+        size = parse_size(plan.image_size, "--image-size")
         files = synthetic_images(media_cache_dir(), count, size, plan.seed)
         description = f"{per_request} image(s) of {plan.image_size} per request"
     else:
-        size = parse_size(plan.video_size)
+        size = parse_size(plan.video_size, "--video-size")
         files = synthetic_videos(media_cache_dir(), count, plan.video_frames, size, plan.video_fps, plan.seed)
         description = f"video of {plan.video_frames} frames, {plan.video_size} at {plan.video_fps:g} fps"
     split = plan.num_prompts * per_request
@@ -83,41 +83,42 @@ async def run_plan(plan: BenchPlan, *, verbose: bool, json_output: bool, csv_out
     from vlmcli.engine import Engine, engine_output
     from vlmcli.render import progress, use_message_stream
 
+    def settings_for(profile: str | None, rate: float | None) -> RunSettings:
+        return run_settings(profile, Overrides(
+            pruning_rate=rate, tiles=plan.tiles, num_frames=plan.num_frames, fps=plan.fps, max_frames=plan.max_frames,
+            # synthetic media are vlm's own files, read from its cache folder
+            media_root=None if plan.inputs else str(media_cache_dir()),
+        ))
+
+    # every (profile, pruning rate) is checked before the first engine starts
+    engines = [(rate, settings_for(profile, rate)) for profile in plan.profiles for rate in plan.pruning_rates]
     workload, warm = build_workloads(plan)
     runs: list[dict[str, Any]] = []
     with engine_output(verbose) as (log_path, messages):
         use_message_stream(messages)
         try:
-            for profile in plan.profiles:
-                for rate in plan.pruning_rates:
-                    overrides = Overrides(
-                        pruning_rate=rate, tiles=plan.tiles, num_frames=plan.num_frames, fps=plan.fps,
-                        max_frames=plan.max_frames,
-                        # synthetic media are vlm's own files, read from its cache folder
-                        media_root=None if plan.inputs else str(media_cache_dir()),
-                    )
-                    settings = run_settings(profile, overrides)
-                    if plan.server:
-                        engine = _remote_engine(plan.server, settings)
-                    else:
-                        with progress(f"Loading {settings.model} (profile {settings.profile_name})…"):
-                            engine = await Engine.start(settings, log_path)
-                    engine_runs: list[dict[str, Any]] = []
-                    try:
-                        if warm is not None:
-                            await run_benchmark(engine, warm, num_prompts=plan.warmup, concurrency=plan.warmup, max_tokens=plan.max_tokens, seed=plan.seed)
-                        for level in plan.concurrency:
-                            engine_runs.append(await _one_run(engine, settings, workload, plan, level, rate, messages))
-                    finally:
-                        engine.shutdown()
-                        del engine
-                    if plan.baseline:
-                        with progress("Running the same workload through vLLM's LLM.generate…"):
-                            base = run_vllm_baseline(settings, workload, num_prompts=plan.num_prompts, max_tokens=plan.max_tokens, warmup=warm)
-                        for run in engine_runs:
-                            run["baseline_vllm"] = base
-                            run["speedup_vs_vllm"] = base["duration_s"] / run["duration_s"]
-                    runs.extend(engine_runs)
+            for rate, settings in engines:
+                if plan.server:
+                    engine = await _remote_engine(plan.server, settings)
+                else:
+                    with progress(f"Loading {settings.model} (profile {settings.profile_name})…"):
+                        engine = await Engine.start(settings, log_path)
+                engine_runs: list[dict[str, Any]] = []
+                try:
+                    if warm is not None:
+                        await run_benchmark(engine, warm, num_prompts=plan.warmup, concurrency=plan.warmup, max_tokens=plan.max_tokens, seed=plan.seed)
+                    for level in plan.concurrency:
+                        engine_runs.append(await _one_run(engine, settings, workload, plan, level, rate, messages))
+                finally:
+                    engine.shutdown()
+                    del engine
+                if plan.baseline:
+                    with progress("Running the same workload through vLLM's LLM.generate…"):
+                        base = run_vllm_baseline(settings, workload, num_prompts=plan.num_prompts, max_tokens=plan.max_tokens, warmup=warm)
+                    for run in engine_runs:
+                        run["baseline_vllm"] = base
+                        run["speedup_vs_vllm"] = base["duration_s"] / run["duration_s"]
+                runs.extend(engine_runs)
         finally:
             use_message_stream(None)
     report = {
@@ -135,12 +136,12 @@ async def run_plan(plan: BenchPlan, *, verbose: bool, json_output: bool, csv_out
     return report
 
 
-def _remote_engine(url: str, settings: RunSettings) -> Any:
+async def _remote_engine(url: str, settings: RunSettings) -> Any:
     try:
         from vlmcli.client import RemoteEngine
     except ImportError:
         raise UsageError("--server needs vlm's client mode, which this build lacks") from None
-    return RemoteEngine(url, settings)
+    return await RemoteEngine.connect(settings, url)  # API key: $VLM_API_KEY
 
 
 async def _one_run(engine: Any, settings: RunSettings, workload: Workload, plan: BenchPlan, level: int, rate: float | None, messages: Any) -> dict[str, Any]:
@@ -203,7 +204,7 @@ def to_csv(report: dict[str, Any]) -> str:
 
 def write_report(report: dict[str, Any], *, json_output: bool, csv_output: bool, output: str | None) -> None:
     if output:
-        as_csv = csv_output or output.endswith(".csv")
+        as_csv = output.endswith(".csv") or (csv_output and not output.endswith(".json"))
         Path(output).write_text(to_csv(report) if as_csv else json.dumps(report, indent=2, default=str) + "\n")
     if json_output:
         print(json.dumps(report, indent=2, default=str))

@@ -223,8 +223,10 @@ class RemoteEngine:
                     prompt_ids = list(ids)
                 for choice in chunk.choices:
                     finish_reason = choice.finish_reason or finish_reason
-                    if choice.delta and choice.delta.content:
-                        yield Delta(choice.delta.content)
+                    text = (choice.delta and choice.delta.content) or ""
+                    new_tokens = len(getattr(choice, "token_ids", None) or [])  # vLLM's return_token_ids
+                    if text or new_tokens:
+                        yield Delta(text, new_tokens)
         except (openai.AuthenticationError, openai.APIConnectionError, openai.APITimeoutError) as exc:
             raise self.connection_error(exc) from None
         except openai.APIStatusError as exc:

@@ -29,14 +29,14 @@ class Workload:
         return [self.files[(start + k) % len(self.files)] for k in range(self.media_per_request)]
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """'1024x768' -> (1024, 768)."""
+def parse_size(text: str, flag: str = "size") -> tuple[int, int]:
+    """'1024x768' -> (1024, 768); errors name `flag`."""
     try:
         width, height = (int(part) for part in text.lower().split("x"))
     except ValueError:
-        raise UsageError(f"size must look like WIDTHxHEIGHT, e.g. 1024x768 (got {text!r})") from None
+        raise UsageError(f"{flag}: must look like WIDTHxHEIGHT, e.g. 1024x768 (got {text!r})") from None
     if not (16 <= width <= 16384 and 16 <= height <= 16384):
-        raise UsageError(f"size must be 16..16384 pixels per side (got {text})")
+        raise UsageError(f"{flag}: must be 16..16384 pixels per side (got {text})")
     return width, height
 
 

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from vlmcli.commands.common import VerboseOption, complete_profile
+from vlmcli.errors import UsageError
 
 
 def _floats(text: str | None, flag: str) -> list[float | None]:
@@ -17,7 +18,7 @@ def _floats(text: str | None, flag: str) -> list[float | None]:
     try:
         return [float(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise typer.BadParameter(f"a comma-separated list of numbers, e.g. 0,0.5,0.75 (got {text!r})", param_hint=flag)
+        raise UsageError(f"{flag}: a comma-separated list of numbers, e.g. 0,0.5,0.75 (got {text!r})") from None
 
 
 def _ints(text: str, flag: str) -> list[int]:
@@ -26,7 +27,7 @@ def _ints(text: str, flag: str) -> list[int]:
     except ValueError:
         values = []
     if not values or min(values) < 1:
-        raise typer.BadParameter(f"a comma-separated list of whole numbers >= 1, e.g. 1,8,32 (got {text!r})", param_hint=flag)
+        raise UsageError(f"{flag}: a comma-separated list of whole numbers >= 1, e.g. 1,8,32 (got {text!r})")
     return values
 
 
@@ -53,7 +54,7 @@ def bench(
     baseline: Annotated[Optional[str], typer.Option(help="Also run the workload through 'vllm' LLM.generate and report the ratio.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print every figure as JSON.")] = False,
     csv_output: Annotated[bool, typer.Option("--csv", help="Print one CSV row per run.")] = False,
-    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the JSON (or CSV, by suffix or --csv) report to this file.")] = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Write the report to this file: CSV if it ends in .csv (or with --csv, unless it ends in .json), else JSON.")] = None,
     server: Annotated[Optional[str], typer.Option(envvar="VLM_SERVER", help="Benchmark a running `vlm serve` at this URL.")] = None,
     verbose: VerboseOption = False,
 ) -> None:
@@ -61,11 +62,11 @@ def bench(
     from vlmcli.benchrun import BenchPlan, run_plan
 
     if baseline not in (None, "vllm"):
-        raise typer.BadParameter("the only baseline is 'vllm'", param_hint="--baseline")
+        raise UsageError(f"--baseline: the only baseline is 'vllm' (got {baseline!r})")
     if baseline and server:
-        raise typer.BadParameter("--baseline runs vLLM in this process; it cannot be combined with --server", param_hint="--baseline")
+        raise UsageError("--baseline: runs vLLM in this process; it cannot be combined with --server")
     if workload not in ("image", "video"):
-        raise typer.BadParameter("image or video", param_hint="--workload")
+        raise UsageError(f"--workload: image or video (got {workload!r})")
     profiles = [name for item in (profile or [None]) for name in ((item or "").split(",") if item else [None])]
     plan = BenchPlan(
         profiles=profiles, workload=workload, inputs=inputs or [], images_per_request=images_per_request,
