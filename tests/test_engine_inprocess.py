@@ -82,3 +82,22 @@ def test_ntsc_video_timestamps_are_true(nemotron_engine, media):
     assert seen == pytest.approx(expected, abs=0.011)
     # vLLM's own arithmetic on the source fps would say 9.80 s for the last frame, not 9.97 s
     assert seen[-1] == pytest.approx(9.97, abs=0.011)
+
+
+def test_several_images_in_one_prompt(nemotron_engine, media):
+    engine, loop = nemotron_engine
+    single = load_jobs([str(media["image"])], engine.settings)
+    together = load_jobs([str(media["image"]), str(media["image2"])], engine.settings, together=True)
+    assert len(together) == 1 and [item.kind for item in together[0].media] == ["image", "image"]
+    [one] = loop.run_until_complete(run_jobs(engine, single, Recorder(engine)))
+    [both] = loop.run_until_complete(run_jobs(engine, together, Recorder(engine)))
+    assert both.error is None and both.kind == "together"
+    assert both.prompt_tokens > one.prompt_tokens  # the second image's tokens are in the same prompt
+
+
+def test_together_respects_the_profiles_media_limits(nemotron_engine, media):
+    from vlmcli.errors import UsageError
+
+    engine, _ = nemotron_engine
+    with pytest.raises(UsageError, match="5 images in one prompt, but profile tiny-nemotron-nano-vl allows 4"):
+        load_jobs([str(media["image"])] * 5, engine.settings, together=True)
