@@ -205,9 +205,6 @@ def test_video_sweep_rows_and_evs_tokens(video_sweep):
     assert pruned["text_tokens_per_request"] == full["text_tokens_per_request"]
     assert pruned["vision_tokens_per_request"] < full["vision_tokens_per_request"]
     assert pruned["prompt_tokens_per_request"] < full["prompt_tokens_per_request"]
-    # batching pays, even on two loaded cores, for a tiny model whose steps are mostly overhead
-    assert runs[1]["request_throughput"] > runs[0]["request_throughput"], [r["request_throughput"] for r in runs]
-    assert runs[3]["request_throughput"] > runs[2]["request_throughput"], [r["request_throughput"] for r in runs]
     # a fresh engine per pruning rate
     assert runs[0]["engine_start_s"] == runs[1]["engine_start_s"] != runs[2]["engine_start_s"] == runs[3]["engine_start_s"]
 
