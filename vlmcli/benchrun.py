@@ -19,6 +19,7 @@ from typing import Any
 
 from vlmcli import __version__
 from vlmcli.bench import PeakMemory, run_benchmark, run_vllm_baseline, summarize
+from vlmcli.engine import vlm_cache_dir
 from vlmcli.errors import UsageError
 from vlmcli.settings import Overrides, RunSettings
 from vlmcli.workloads import Workload, collect_inputs, parse_size, synthetic_images, synthetic_videos
@@ -50,10 +51,7 @@ class BenchPlan:
 
 
 def media_cache_dir() -> Path:
-    import os
-
-    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(root) / "vlm" / "bench-media"
+    return vlm_cache_dir() / "bench-media"
 
 
 def build_workloads(plan: BenchPlan) -> tuple[Workload, Workload | None]:

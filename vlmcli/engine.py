@@ -37,10 +37,14 @@ class Delta:
     prompt_token_ids: list[int] | None = None
 
 
+def vlm_cache_dir() -> Path:
+    """vlm's folder in the user cache ($XDG_CACHE_HOME, else ~/.cache): logs, benchmark media."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vlm"
+
+
 def engine_log_path() -> Path:
     """Where the last run's vLLM output is kept ($VLM_LOG_DIR, else the user cache folder)."""
-    folder = os.environ.get("VLM_LOG_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "vlm" / "logs"
-    return Path(folder) / "engine.log"
+    return Path(os.environ.get("VLM_LOG_DIR") or vlm_cache_dir() / "logs") / "engine.log"
 
 
 @contextlib.contextmanager
