@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from vlmcli.errors import RequestError, VlmError, one_line
+from vlmcli.prepare import Preparer
 from vlmcli.request import Turn, engine_prompt, render_prompt
 from vlmcli.settings import RunSettings
 
@@ -94,30 +95,48 @@ def root_cause_from_log(path: Path | None) -> str | None:
 class Engine:
     """One loaded model. Use `await Engine.start(settings)`, then `stream()`, then `shutdown()`."""
 
-    def __init__(self, settings: RunSettings, llm: Any, start_s: float):
+    def __init__(self, settings: RunSettings, llm: Any, start_s: float, preparer: Preparer | None = None):
         self.settings = settings
         self.llm = llm
         self.start_s = start_s
         self.tokenizer = llm.get_tokenizer()
+        self.preparer = preparer
 
     @classmethod
     async def start(cls, settings: RunSettings, log_path: Path | None = None) -> Engine:
-        """Load the model; a failure becomes one line with the root cause (and the log's path)."""
+        """Load the model (and start the preprocessing workers the settings ask for, meanwhile);
+        a failure becomes one line with the root cause (and the log's path)."""
         started = time.perf_counter()
+        preparer = None
         try:
             from vllm import AsyncEngineArgs
             from vllm.v1.engine.async_llm import AsyncLLM
 
-            llm = AsyncLLM.from_engine_args(AsyncEngineArgs(**settings.engine_args))
+            engine_args = dict(settings.engine_args)
+            if settings.preprocess_workers:
+                # vLLM's processor cache mirrors one front-end's sends in the engine; requests
+                # rendered by several workers would break that mirror, so they go uncached.
+                engine_args["mm_processor_cache_gb"] = 0
+            args = AsyncEngineArgs(**engine_args)
+            vllm_config = args.create_engine_config()
+            if settings.preprocess_workers:
+                preparer = Preparer(vllm_config, settings.preprocess_workers, settings.family)
+            llm = AsyncLLM.from_vllm_config(
+                vllm_config, enable_log_requests=args.enable_log_requests, disable_log_stats=args.disable_log_stats
+            )
         except (KeyboardInterrupt, SystemExit):
+            if preparer is not None:
+                preparer.close()
             raise
         except Exception as exc:
+            if preparer is not None:
+                preparer.close()
             cause = root_cause_from_log(log_path) or _root_cause(exc)
             where = f" (full log: {log_path})" if log_path else ""
             raise VlmError(
                 f"cannot start the engine for profile {settings.profile_name} ({settings.model}): {cause}{where}"
             ) from None
-        engine = cls(settings, llm, time.perf_counter() - started)
+        engine = cls(settings, llm, time.perf_counter() - started, preparer)
         del llm  # something in vLLM keeps this frame alive; the local must not pin the engine
         return engine
 
@@ -143,6 +162,8 @@ class Engine:
         request_id = f"vlm-{next(_request_ids)}"
         output_tokens = 0
         try:
+            if self.preparer is not None and self.preparer.active and "multi_modal_data" in prompt:
+                prompt = await self.preparer.render(prompt)
             async for output in self.llm.generate(prompt, sampling_params, request_id):
                 completion = output.outputs[0]
                 new_tokens = len(completion.token_ids)
@@ -160,7 +181,7 @@ class Engine:
                     finish_reason=completion.finish_reason,
                     prompt_token_ids=prompt_ids,
                 )
-        except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        except (KeyboardInterrupt, SystemExit, GeneratorExit, VlmError):
             raise
         except Exception as exc:
             if type(exc).__name__ == "EngineDeadError":
@@ -170,6 +191,9 @@ class Engine:
     def shutdown(self) -> None:
         """Stop the engine processes now, not at interpreter exit (where vLLM's __del__ fails)."""
         llm, self.llm = self.llm, None
+        if self.preparer is not None:
+            self.preparer.close()
+            self.preparer = None
         if llm is not None:
             llm.shutdown()
             del llm

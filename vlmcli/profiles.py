@@ -11,7 +11,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -38,6 +38,9 @@ class EngineSection(_Strict):
     # A fixed KV-cache size instead of a share of memory (on the CPU backend the share counts other
     # processes' memory too, so a fixed size is the dependable choice there).
     kv_cache_memory_gib: float | None = Field(None, gt=0, le=4096)
+    # Processes that render requests (tokens, image tiles, video frames) beside the engine's own
+    # front-end; "auto" picks from the CPU count (0 on the CPU backend, whose cores run the model).
+    preprocess_workers: Annotated[int, Field(ge=0, le=64)] | Literal["auto"] = "auto"
     # Any other vLLM engine argument, passed through unchanged (vLLM validates it at start).
     extra_args: dict[str, Any] = Field(default_factory=dict)
 

@@ -28,6 +28,7 @@ class Overrides:
     pruning_rate: float | None = None
     tiles: int | None = None
     media_root: str | None = None
+    workers: int | None = None
 
     def given(self) -> dict[str, Any]:
         return {name: value for name, value in vars(self).items() if value is not None}
@@ -56,6 +57,8 @@ class RunSettings:
     prompts: dict[str, str]
     # Where each value came from, keyed like the rows of `vlm profiles show`.
     sources: dict[str, str] = field(default_factory=dict)
+    # Worker processes that render requests beside the engine (0: the engine renders them itself).
+    preprocess_workers: int = 0
 
     @property
     def max_model_len(self) -> int:
@@ -75,6 +78,7 @@ FLAG_NAMES = {
     "pruning_rate": "--pruning-rate",
     "tiles": "--tiles",
     "media_root": "--media-root",
+    "workers": "--workers",
 }
 
 
@@ -191,6 +195,18 @@ def resolve_settings(
     video = _resolve_video_sampling(r, media, overrides)
     media_root = Path(r.pick("media_root", "media.media_root", media.media_root, "media_root")).expanduser()
 
+    workers = r.pick("preprocess_workers", "engine.preprocess_workers", engine.preprocess_workers, "workers")
+    if workers == "auto":
+        from vlmcli.prepare import default_worker_count
+
+        workers = (
+            r.rule("preprocess_workers", 0, "auto: none on the CPU backend, whose cores run the model")
+            if on_cpu
+            else r.rule("preprocess_workers", default_worker_count(), "auto: one per two spare CPU cores, at most 8")
+        )
+    if workers < 0:
+        raise UsageError(f"--workers: must be 0 or more (got {workers})")
+
     sampling = {}
     for key in ("temperature", "top_p", "top_k", "repetition_penalty", "max_tokens"):
         value = r.pick(f"sampling.{key}", f"sampling.{key}", getattr(profile.sampling, key), key)
@@ -209,6 +225,7 @@ def resolve_settings(
         system_prompt=profile.system_prompt,
         prompts=profile.prompts.model_dump(),
         sources=r.sources,
+        preprocess_workers=workers,
     )
 
 
