@@ -31,6 +31,9 @@ OFFLINE_ENV = {
     "VLLM_NO_USAGE_STATS": "1",
     "DO_NOT_TRACK": "1",
     "TOKENIZERS_PARALLELISM": "false",
+    # Model commands load the model in-process, as before background servers existed, so each test
+    # keeps its meaning and speed; tests/test_keepalive.py turns background servers on.
+    "VLM_BACKGROUND": "0",
 }
 os.environ.update(OFFLINE_ENV)
 

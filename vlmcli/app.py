@@ -10,7 +10,7 @@ import typer
 from typer.core import TyperGroup
 
 from vlmcli import __version__
-from vlmcli.commands import bench, chat, describe, doctor, profiles, serve
+from vlmcli.commands import bench, chat, describe, doctor, profiles, ps, serve, stop
 
 class VlmGroup(TyperGroup):
     """Turns the user's errors (VlmError) into one line on stderr and the error's exit code."""
@@ -39,6 +39,8 @@ app.command()(describe.describe)
 app.command()(chat.chat)
 app.command()(bench.bench)
 app.command()(serve.serve)
+app.command()(ps.ps)
+app.command()(stop.stop)
 app.add_typer(profiles.app, name="profiles")
 app.command()(doctor.doctor)
 

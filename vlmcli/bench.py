@@ -62,6 +62,7 @@ class PeakMemory:
         self.interval_s = interval_s
         self.host_bytes = 0
         self.gpu_bytes: int | None = None
+        self._gpu_busy: list[float] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -72,6 +73,11 @@ class PeakMemory:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
+
+    @property
+    def gpu_busy_percent(self) -> float | None:
+        """Mean of nvidia-smi's utilization.gpu over the run: the share of time a kernel was running."""
+        return statistics.fmean(self._gpu_busy) if self._gpu_busy else None
 
     def _run(self) -> None:
         try:
@@ -86,14 +92,16 @@ class PeakMemory:
                     self.host_bytes = max(self.host_bytes, rss)
                 except psutil.Error:
                     pass
-            gpu = _gpu_memory_used_bytes()
+            gpu = _gpu_memory_and_busy()
             if gpu is not None:
-                self.gpu_bytes = max(self.gpu_bytes or 0, gpu)
+                self.gpu_bytes = max(self.gpu_bytes or 0, gpu[0])
+                self._gpu_busy.append(gpu[1])
             if self._stop.wait(self.interval_s):
                 return
 
 
-def _gpu_memory_used_bytes() -> int | None:
+def _gpu_memory_and_busy() -> tuple[int, float] | None:
+    """(memory used in bytes, summed over GPUs; utilization in percent, averaged) from nvidia-smi."""
     import shutil
     import subprocess
 
@@ -101,11 +109,12 @@ def _gpu_memory_used_bytes() -> int | None:
         return None
     try:
         out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+            ["nvidia-smi", "--query-gpu=memory.used,utilization.gpu", "--format=csv,noheader,nounits"],
             capture_output=True, text=True, timeout=5, check=True,
         ).stdout
-        return sum(int(line) for line in out.split()) * 2**20
-    except (subprocess.SubprocessError, ValueError, OSError):
+        rows = [[float(value) for value in line.split(",")] for line in out.strip().splitlines()]
+        return int(sum(row[0] for row in rows) * 2**20), statistics.fmean(row[1] for row in rows)
+    except (subprocess.SubprocessError, ValueError, OSError, IndexError, statistics.StatisticsError):
         return None
 
 
@@ -135,11 +144,14 @@ async def run_benchmark(
     seed: int = 0,
     prompt: str | None = None,
     on_done: Any = None,
+    prerender: bool = False,
 ) -> tuple[list[RequestRecord], float]:
     """Run `num_prompts` requests, at most `concurrency` at once; returns records and wall time.
 
     Media for a request are loaded in a worker thread when its turn comes, so loading overlaps
-    generation of earlier requests, as it does in `vlm describe`.
+    generation of earlier requests, as it does in `vlm describe`. With `prerender` (in-process
+    engines only) every request is loaded and rendered before the clock starts: what is left is the
+    engine's own time, the floor that faster preparation can approach.
     """
     settings = engine.settings
     prompt = prompt or settings.prompts["video" if workload.kind == "video" else "image"]
@@ -150,16 +162,37 @@ async def run_benchmark(
     loop = asyncio.get_running_loop()
     pool = ThreadPoolExecutor(max_workers=MEDIA_WORKERS)
 
+    rendered: dict[int, dict[str, Any]] = {}
+
+    async def render_ahead(record: RequestRecord) -> None:
+        try:
+            media, record.media_s = await loop.run_in_executor(pool, load_request_media, workload, settings, record.index)
+            record.text_tokens = text_token_count(engine, settings, prompt, media)
+            rendered[record.index] = await engine.prepare([Turn("user", prompt, media)], system_prompt=settings.system_prompt)
+        except (MediaError, RequestError) as exc:
+            record.error = str(exc)
+
+    def answer(record: RequestRecord, media: list[MediaItem]) -> Any:
+        if record.index in rendered:
+            return engine.stream(rendered.pop(record.index), engine.sampling_params(**sampling))
+        return engine.chat([Turn("user", prompt, media)], system_prompt=settings.system_prompt, **sampling)
+
     async def one(record: RequestRecord) -> None:
+        if record.error:  # refused while rendering ahead
+            if on_done:
+                on_done(record)
+            return
         async with limit:
             started = time.perf_counter()
             try:
-                media, record.media_s = await loop.run_in_executor(
-                    pool, load_request_media, workload, settings, record.index
-                )
-                record.text_tokens = text_token_count(engine, settings, prompt, media)
+                media: list[MediaItem] = []
+                if record.index not in rendered:
+                    media, record.media_s = await loop.run_in_executor(
+                        pool, load_request_media, workload, settings, record.index
+                    )
+                    record.text_tokens = text_token_count(engine, settings, prompt, media)
                 sent = last = time.perf_counter()
-                async for delta in engine.chat([Turn("user", prompt, media)], system_prompt=settings.system_prompt, **sampling):
+                async for delta in answer(record, media):
                     now = time.perf_counter()
                     if delta.new_tokens:
                         if record.ttft_s is None:
@@ -184,6 +217,8 @@ async def run_benchmark(
                 await asyncio.sleep(arrivals.expovariate(request_rate))
         await asyncio.gather(*tasks)
 
+    if prerender:
+        await asyncio.gather(*(render_ahead(record) for record in records))
     started = time.perf_counter()
     try:
         await paced()
@@ -220,6 +255,38 @@ def summarize(records: list[RequestRecord], duration_s: float) -> dict[str, Any]
         ),
         "output_tokens_per_request": output_tokens / len(done) if done else None,
     }
+
+
+def server_ttft_totals(engine: Any) -> tuple[float, float] | None:
+    """(sum, count) of the server's own time-to-first-token histogram
+    (`vllm:time_to_first_token_seconds` on /metrics); None in-process or if it cannot be read."""
+    import urllib.request
+
+    url = getattr(engine, "url", None)
+    if not url:
+        return None
+    try:
+        with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+            text = response.read().decode("utf-8", "replace")
+    except (OSError, ValueError):
+        return None
+    metric = "vllm:time_to_first_token_seconds"
+    totals: dict[str, float] = {}
+    for line in text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in (f"{metric}_sum", f"{metric}_count"):
+            totals[name] = totals.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    if len(totals) != 2:
+        return None
+    return totals[f"{metric}_sum"], totals[f"{metric}_count"]
+
+
+def client_overhead(client_ttft_mean_s: float | None, before: tuple[float, float] | None, after: tuple[float, float] | None) -> dict[str, float | None]:
+    """The server's mean TTFT over a run (histogram deltas) and what the client adds to it."""
+    if before is None or after is None or client_ttft_mean_s is None or after[1] <= before[1]:
+        return {"server_ttft_mean_s": None, "client_overhead_s": None}
+    server_mean = (after[0] - before[0]) / (after[1] - before[1])
+    return {"server_ttft_mean_s": server_mean, "client_overhead_s": client_ttft_mean_s - server_mean}
 
 
 def run_vllm_baseline(

@@ -160,3 +160,49 @@ def progress(message: str) -> Iterator[None]:
     with Live(Spinner("dots", message), console=console, transient=True, redirect_stdout=False, redirect_stderr=False):
         yield
     console.print(f"[dim]{message.rstrip('.…')} — done in {time.perf_counter() - started:.1f} s[/]", highlight=False)
+
+
+class StageProgress:
+    """A starting model's stage with elapsed time: a live spinner line on a terminal, one plain
+    line per stage change when piped (stderr either way; stdout carries answers only)."""
+
+    def __init__(self, title: str, stream: IO[str] | None = None):
+        self.title = title
+        self.stream = stream or messages()
+        self.live: Any = None
+        self.last_stage: str | None = None
+
+    def __enter__(self) -> StageProgress:
+        if self.stream.isatty():
+            from rich.console import Console
+            from rich.live import Live
+            from rich.spinner import Spinner
+
+            self.console = Console(file=self.stream)
+            self.spinner = Spinner("dots", f"{self.title}…")
+            # no stdout/stderr redirection: see progress() above
+            self.live = Live(self.spinner, console=self.console, transient=True, redirect_stdout=False, redirect_stderr=False)
+            self.live.start()
+        return self
+
+    def update(self, stage: str, elapsed_s: float) -> None:
+        if self.live is not None:
+            self.spinner.update(text=f"{self.title}: {stage} · {elapsed_s:.0f} s")
+        elif stage != self.last_stage:
+            print(f"vlm: {self.title}: {stage} ({elapsed_s:.1f} s)", file=self.stream, flush=True)
+        self.last_stage = stage
+
+    def finish(self, message: str) -> None:
+        self.close()
+        if self.stream.isatty():
+            self.console.print(message, style="dim", highlight=False, markup=False)
+        else:
+            print(f"vlm: {message}", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -6,6 +6,8 @@ Loaded inside the server process; keep it free of heavy imports.
 from __future__ import annotations
 
 import json
+import os
+import time
 
 MISSING_FILE_MARKERS = (b"No such file or directory", b"FileNotFoundError")
 
@@ -33,3 +35,63 @@ async def missing_media_is_a_client_error(request, call_next):
     except (ValueError, KeyError, TypeError):
         message = body.decode("utf-8", "replace")
     return not_found(message)
+
+
+# --- activity of a background server (vlmcli.keepalive) ------------------------------------------
+
+ACTIVITY_ENV = "VLM_ACTIVITY_FILE"
+# Probes (the supervisor's /health, `vlm ps`, /metrics scrapes) are no use of the model.
+NOT_USE = ("/health", "/metrics", "/ping", "/version", "/load")
+_in_flight = 0
+_last_request_at = 0.0
+
+
+def _publish(path: str) -> None:
+    """Write 'IN_FLIGHT LAST_REQUEST_TIME' atomically, for the supervisor's idle check."""
+    temporary = f"{path}.tmp"
+    try:
+        with open(temporary, "w", encoding="ascii") as handle:
+            handle.write(f"{_in_flight} {_last_request_at}\n")
+        os.replace(temporary, path)
+    except OSError:  # the supervisor removed its folder while stopping: nothing to report to
+        pass
+
+
+async def track_activity(request, call_next):
+    """Count requests in flight and note when the last one ended, in $VLM_ACTIVITY_FILE.
+
+    A streamed answer ends when its last chunk is sent, not when call_next returns; a request
+    refused for a wrong key (401) is no use and does not reset the keep-alive clock.
+    """
+    global _in_flight, _last_request_at
+
+    path = os.environ.get(ACTIVITY_ENV)
+    if not path or request.url.path.startswith(NOT_USE):
+        return await call_next(request)
+
+    def finished(counts: bool) -> None:
+        global _in_flight, _last_request_at
+        _in_flight -= 1
+        if counts:
+            _last_request_at = time.time()
+        _publish(path)
+
+    _in_flight += 1
+    _publish(path)
+    try:
+        response = await call_next(request)
+    except BaseException:
+        finished(True)
+        raise
+    counts = response.status_code != 401
+    body = response.body_iterator
+
+    async def tracked_body():
+        try:
+            async for chunk in body:
+                yield chunk
+        finally:
+            finished(counts)
+
+    response.body_iterator = tracked_body()
+    return response

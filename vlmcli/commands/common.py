@@ -29,6 +29,30 @@ ProfileOption = Annotated[
 ]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show vLLM's own log lines.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+ServerOption = Annotated[
+    Optional[str],
+    typer.Option("--server", envvar="VLM_SERVER", help="Use a running `vlm serve` at this URL instead of loading the model.", show_default=False),
+]
+ApiKeyOption = Annotated[
+    Optional[str], typer.Option("--api-key", envvar="VLM_API_KEY", help="API key for --server.", show_default=False)
+]
+InProcessOption = Annotated[
+    bool,
+    typer.Option(
+        "--in-process",
+        help="Load the model in this process for this command only, not in a background server "
+        "(config: background: false; env VLM_BACKGROUND=0).",
+    ),
+]
+KeepAliveOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--keep-alive",
+        help="How long the background server stays loaded after its last request: 30s, 10m, 1h; "
+        "0 stops it when this command ends (default 5m; config keep_alive; env VLM_KEEP_ALIVE).",
+        show_default=False,
+    ),
+]
 
 
 def run_settings(profile: str | None, overrides: Overrides | None = None) -> RunSettings:

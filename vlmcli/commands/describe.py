@@ -8,7 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from vlmcli.commands.common import ProfileOption, VerboseOption, run_settings
+from vlmcli.commands.common import (
+    ApiKeyOption, InProcessOption, KeepAliveOption, ProfileOption, ServerOption, VerboseOption, run_settings,
+)
 from vlmcli.settings import Overrides
 
 
@@ -27,54 +29,45 @@ def describe(
     together: Annotated[bool, typer.Option("--together", "-t", help="Show all inputs to the model in one prompt.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="One JSON object per input (JSON Lines).")] = False,
     verbose: VerboseOption = False,
-    server: Annotated[Optional[str], typer.Option("--server", envvar="VLM_SERVER", help="Use a running `vlm serve` at this URL instead of loading the model.", show_default=False)] = None,
-    api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="VLM_API_KEY", help="API key for --server.", show_default=False)] = None,
+    server: ServerOption = None,
+    api_key: ApiKeyOption = None,
+    in_process: InProcessOption = False,
+    keep_alive: KeepAliveOption = None,
 ) -> None:
-    """Describe each image or video; answers stream as they are generated, in input order."""
+    """Describe each image or video; answers stream as they are generated, in input order.
+
+    The model stays loaded in a background server between commands (see `vlm ps`, `vlm stop`).
+    """
+    from vlmcli.session import engine_choice
+
     overrides = Overrides(
         max_tokens=max_tokens, temperature=temperature, fps=fps, num_frames=num_frames,
         max_frames=max_frames, pruning_rate=pruning_rate, tiles=tiles, media_root=media_root,
     )
     settings = run_settings(profile, overrides)
-    failures = asyncio.run(_describe(settings, inputs, prompt, together, json_output, verbose, server, api_key))
+    choice = engine_choice(server, api_key, in_process, keep_alive)
+    failures = asyncio.run(_describe(settings, inputs, prompt, together, json_output, verbose, choice))
     gc.collect()  # let vLLM's AsyncLLM finalize now; at interpreter exit its __del__ raises
     if failures:
         raise typer.Exit(1)
 
 
 async def _describe(
-    settings, inputs: list[str], prompt: str | None, together: bool, json_output: bool, verbose: bool,
-    server: str | None = None, api_key: str | None = None,
+    settings, inputs: list[str], prompt: str | None, together: bool, json_output: bool, verbose: bool, choice,
 ) -> int:
     # Imported here so that `vlm --help` never loads numpy, pillow or vLLM.
-    from vlmcli.engine import Engine, engine_output
     from vlmcli.pipeline import load_jobs, run_jobs
-    from vlmcli.render import make_renderer, progress, use_message_stream
+    from vlmcli.render import make_renderer
+    from vlmcli.session import model_session
 
-    with engine_output(verbose) as (log_path, message_stream):
-        use_message_stream(message_stream)
-        try:
-            jobs = load_jobs(inputs, settings, together=together)
-            renderer = make_renderer(json_output, len(jobs))
-            if all(job.result.error for job in jobs):
-                for job in jobs:  # nothing to describe: report without loading a model
-                    renderer.start(job.result)
-                    renderer.finish(job.result)
-                return len(jobs)
-            if server:
-                from vlmcli.client import RemoteEngine
-
-                engine = await RemoteEngine.connect(settings, server, api_key=api_key)
-            else:
-                with progress(f"Loading {settings.model} (profile {settings.profile_name})…"):
-                    engine = await Engine.start(settings, log_path)
-            try:
-                results = await run_jobs(engine, jobs, renderer, prompt)
-            finally:
-                if server:
-                    await engine.aclose()
-                else:
-                    engine.shutdown()
-            return sum(1 for result in results if result.error)
-        finally:
-            use_message_stream(None)
+    async with model_session(choice, verbose) as session:
+        jobs = load_jobs(inputs, settings, together=together)
+        renderer = make_renderer(json_output, len(jobs))
+        if all(job.result.error for job in jobs):
+            for job in jobs:  # nothing to describe: report without loading a model
+                renderer.start(job.result)
+                renderer.finish(job.result)
+            return len(jobs)
+        engine = await session.open(settings)
+        results = await run_jobs(engine, jobs, renderer, prompt)
+        return sum(1 for result in results if result.error)
