@@ -96,9 +96,11 @@ def test_bad_config_is_one_line_naming_file_and_key(run_vlm, tiny_models_dir, me
 
 
 SAMPLE_LOG = [  # (line, stage after it): vLLM 0.32 on the CPU, then lines vLLM 0.26 prints on a GPU
-    ("(APIServer pid=1) INFO [api_utils.py:286] non-default args: {'host': '127.0.0.1'}", "import"),
-    ("(APIServer pid=1) WARNING [vllm.py:1703] Enforce eager set, disabling torch.compile, CUDAGraphs, and JIT kernel warmup.", "import"),
-    ("(APIServer pid=1) WARNING [vllm.py:1727] Inductor compilation was disabled by user settings", "import"),
+    ("/x/vllm/entrypoints/openai/api_server.py:24: DeprecationWarning: `vllm.entrypoints.openai.api_server` is deprecated", "import"),
+    ("(APIServer pid=1) INFO [api_utils.py:286] non-default args: {'host': '127.0.0.1'}", "engine"),
+    ("(APIServer pid=1) WARNING [vllm.py:1703] Enforce eager set, disabling torch.compile, CUDAGraphs, and JIT kernel warmup.", "engine"),
+    ("(APIServer pid=1) WARNING [vllm.py:1727] Inductor compilation was disabled by user settings", "engine"),
+    ("(EngineCore pid=2) INFO [core.py:133] Initializing a V1 LLM engine (v0.32.0) with config: model='/m'", "engine"),
     ("(Worker pid=3) INFO [cpu_model_runner.py:68] Starting to load model /m/qwen2_5_vl...", "weights"),
     ("Loading safetensors checkpoint shards: 100% Completed | 1/1", "weights"),
     ("something vLLM may print one day", "weights"),
@@ -436,6 +438,20 @@ def test_two_first_commands_share_one_server(background, media):
 
 def test_other_settings_stop_the_idle_server(run_vlm, background, media):
     before = background.record()
+    # a server in use (here a chat waiting for its next message) is never stopped for another model
+    chat = subprocess.Popen([*vlm_command(), "chat", "--profile", QWEN], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **background.env}, cwd=REPO)
+    try:
+        wait_until(lambda: json.loads(run_vlm("ps", "--json", env=background.env).stdout)[0]["attached"], 60,
+                   "the chat is attached")
+        busy = run_vlm("describe", "--profile", "tiny-qwen-b", str(media["image"]), env=background.env)
+        assert busy.returncode == 1, busy.stderr
+        errors = [line for line in busy.stderr.splitlines() if line.startswith("vlm: error:")]
+        assert len(errors) == 1 and f"the background server of profile {QWEN} is in use by another command" in errors[0]
+        assert background.record()["pid"] == before["pid"] and not gone(before["server_pid"])
+    finally:
+        chat.communicate("Hello\n", timeout=120)
+    assert chat.returncode == 0
     result = run_vlm("describe", "--profile", "tiny-qwen-b", "--max-tokens", "4", str(media["image"]), env=background.env)
     assert result.returncode == 0, result.stderr
     assert f"stopping the idle background server of profile {QWEN}" in result.stderr, result.stderr

@@ -54,9 +54,10 @@ MIDDLEWARE = "vlmcli.server_middleware.track_activity"
 
 # Start-up stages in the order vLLM goes through them, and log lines that show each one (vLLM 0.26
 # to 0.33 on GPUs and the CPU). A stage only moves forward; lines that match nothing keep it.
-STAGES = ("import", "weights", "compile", "KV cache", "CUDA graphs", "server", "warm-up")
+STAGES = ("import", "engine", "weights", "compile", "KV cache", "CUDA graphs", "server", "warm-up")
 STAGE_LABELS = {
     "import": "importing vLLM",
+    "engine": "starting the engine processes",
     "weights": "loading weights",
     "compile": "compiling the model (torch.compile)",
     "KV cache": "sizing the KV cache",
@@ -65,6 +66,7 @@ STAGE_LABELS = {
     "warm-up": "warm-up requests",
 }
 STAGE_PATTERNS = (
+    ("engine", re.compile(r"non-default args|Resolved architecture|Initializing a V1 LLM engine")),
     ("weights", re.compile(r"Starting to load model|Loading weights|Loading safetensors checkpoint|Loading model from")),
     ("compile", re.compile(r"Dynamo bytecode transform|Compiling a graph|torch\.compile takes|Directly load the compiled graph")),
     ("KV cache", re.compile(r"KV cache size|Available KV cache memory|Memory profiling takes")),

@@ -128,14 +128,13 @@ class ModelSession:
                 if tail is not None:
                     tail.copy_to(self.messages)
                 current = keepalive.read_record(record.key)
-                where = f"(log: {record.log_path})"
+                where = f"(logs: {record.log_path}, {record.supervisor_log_path})"
                 if current is None or current.instance != record.instance:
                     raise VlmError(f"the background server of profile {record.profile} stopped while starting {where}")
                 if current.state == "ready":
-                    shown.finish(
-                        f"{record.profile} is ready in the background "
-                        f"({time.time() - current.started_at:.1f} s; stays loaded {format_duration(current.keep_alive_s)} after the last request)"
-                    )
+                    keep = self.choice.keep_alive_s
+                    stays = f"stays loaded {format_duration(keep)} after the last request" if keep else "stops when this command ends"
+                    shown.finish(f"{record.profile} is ready in the background ({time.time() - current.started_at:.1f} s; {stays})")
                     return current
                 if current.state in ("failed", "crashed"):
                     raise VlmError(f"the background server of profile {record.profile} could not start: {current.error} {where}")
