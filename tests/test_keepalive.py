@@ -129,6 +129,53 @@ def test_stage_detection_from_log_lines():
     assert next_stage("not a stage", "Starting to load model x") == "weights"
 
 
+def test_activity_middleware_counts_requests_until_their_last_byte(tmp_path, monkeypatch):
+    """vlm's ASGI middleware in the server: in flight until the answer is sent, cancelled or failed;
+    probes and requests refused for a wrong key do not count as use."""
+    import asyncio
+
+    from vlmcli import server_middleware
+
+    activity = tmp_path / "activity"
+    monkeypatch.setenv("VLM_ACTIVITY_FILE", str(activity))
+    monkeypatch.setattr(server_middleware, "_in_flight", 0)
+    monkeypatch.setattr(server_middleware, "_last_request_at", 0.0)
+    seen: list[str] = []
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": scope["status"], "headers": []})
+        seen.append(activity.read_text())  # while the answer streams
+        if scope.get("hang"):
+            await asyncio.sleep(3600)
+        await send({"type": "http.response.body", "body": b"x", "more_body": False})
+
+    async def sent(message):
+        pass
+
+    middleware = server_middleware.TrackActivity(app)
+
+    async def call(path, status, hang=False):
+        await middleware({"type": "http", "path": path, "status": status, "hang": hang}, None, sent)
+
+    async def scenario():
+        await call("/v1/chat/completions", 200)
+        first = float(activity.read_text().split()[1])
+        assert seen[-1].split()[0] == "1" and activity.read_text().split()[0] == "0" and first > 0
+        await call("/health", 200)  # a probe: not even counted
+        assert len(seen) == 2 and float(activity.read_text().split()[1]) == first
+        await call("/v1/models", 401)
+        assert float(activity.read_text().split()[1]) == first
+        hanging = asyncio.create_task(call("/v1/chat/completions", 200, hang=True))
+        await asyncio.sleep(0.05)
+        assert activity.read_text().split()[0] == "1"
+        hanging.cancel()  # the client went away
+        with pytest.raises(asyncio.CancelledError):
+            await hanging
+        assert activity.read_text().split()[0] == "0" and float(activity.read_text().split()[1]) > first
+
+    asyncio.run(scenario())
+
+
 @pytest.fixture
 def private_run_dir(tmp_path, monkeypatch):
     folder = tmp_path / "run"

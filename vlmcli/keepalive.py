@@ -38,7 +38,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ LOOPBACK = "127.0.0.1"
 POLL_S = 0.5
 STOP_WAIT_S = 45.0  # the server's own grace period (30 s) plus time to exit
 ACTIVITY_ENV = "VLM_ACTIVITY_FILE"
-MIDDLEWARE = "vlmcli.server_middleware.track_activity"
+MIDDLEWARE = "vlmcli.server_middleware.TrackActivity"
 
 # Start-up stages in the order vLLM goes through them, and log lines that show each one (vLLM 0.26
 # to 0.33 on GPUs and the CPU). A stage only moves forward; lines that match nothing keep it.
@@ -397,7 +397,6 @@ class Attachment:
     record: ServerRecord
     clients_fd: int
     started_here: bool
-    notices: list[str] = field(default_factory=list)
 
     def detach(self, keep_alive_s: float) -> None:
         """Let go: the keep-alive clock starts now (a keep-alive of 0 stops the server when idle)."""

@@ -57,41 +57,38 @@ def _publish(path: str) -> None:
         pass
 
 
-async def track_activity(request, call_next):
+class TrackActivity:
     """Count requests in flight and note when the last one ended, in $VLM_ACTIVITY_FILE.
 
-    A streamed answer ends when its last chunk is sent, not when call_next returns; a request
-    refused for a wrong key (401) is no use and does not reset the keep-alive clock.
+    Plain ASGI rather than an `@app.middleware("http")` function: the wrapped call returns only when
+    the whole answer, streamed or not, has been sent, and a disconnect cancels it, so the count is
+    decremented in every case. A request refused for a wrong key (401) does not reset the keep-alive
+    clock.
     """
-    global _in_flight, _last_request_at
 
-    path = os.environ.get(ACTIVITY_ENV)
-    if not path or request.url.path.startswith(NOT_USE):
-        return await call_next(request)
+    def __init__(self, app):
+        self.app = app
+        self.path = os.environ.get(ACTIVITY_ENV)
 
-    def finished(counts: bool) -> None:
+    async def __call__(self, scope, receive, send):
         global _in_flight, _last_request_at
-        _in_flight -= 1
-        if counts:
-            _last_request_at = time.time()
-        _publish(path)
 
-    _in_flight += 1
-    _publish(path)
-    try:
-        response = await call_next(request)
-    except BaseException:
-        finished(True)
-        raise
-    counts = response.status_code != 401
-    body = response.body_iterator
+        if not self.path or scope["type"] != "http" or scope["path"].startswith(NOT_USE):
+            return await self.app(scope, receive, send)
+        status = None
 
-    async def tracked_body():
+        async def noting_status(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        _in_flight += 1
+        _publish(self.path)
         try:
-            async for chunk in body:
-                yield chunk
+            await self.app(scope, receive, noting_status)
         finally:
-            finished(counts)
-
-    response.body_iterator = tracked_body()
-    return response
+            _in_flight -= 1
+            if status != 401:
+                _last_request_at = time.time()
+            _publish(self.path)
