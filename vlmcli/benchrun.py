@@ -104,12 +104,14 @@ async def run_plan(
             engine = await session.open(settings)
             engine_runs: list[dict[str, Any]] = []
             try:
-                if warm is not None:
-                    await run_benchmark(engine, warm, num_prompts=plan.warmup, concurrency=plan.warmup, max_tokens=plan.max_tokens, seed=plan.seed)
                 for workers in plan.workers:
                     preparer = getattr(engine, "preparer", None)
                     if preparer is not None and workers is not None:
                         preparer.use(workers)
+                    if warm is not None:
+                        # each way of rendering warms up on its own: vLLM compiles its resize
+                        # kernels in whichever process renders, on its first request
+                        await run_benchmark(engine, warm, num_prompts=plan.warmup, concurrency=plan.warmup, max_tokens=plan.max_tokens, seed=plan.seed)
                     for level in plan.concurrency:
                         engine_runs.append(await _one_run(engine, settings, workload, plan, level, rate, session.messages))
                 if plan.prerender:

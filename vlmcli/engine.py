@@ -112,12 +112,7 @@ class Engine:
             from vllm import AsyncEngineArgs
             from vllm.v1.engine.async_llm import AsyncLLM
 
-            engine_args = dict(settings.engine_args)
-            if settings.preprocess_workers:
-                # vLLM's processor cache mirrors one front-end's sends in the engine; requests
-                # rendered by several workers would break that mirror, so they go uncached.
-                engine_args["mm_processor_cache_gb"] = 0
-            args = AsyncEngineArgs(**engine_args)
+            args = AsyncEngineArgs(**settings.engine_args)
             vllm_config = args.create_engine_config()
             if settings.preprocess_workers:
                 preparer = Preparer(vllm_config, settings.preprocess_workers, settings.family)
@@ -144,11 +139,25 @@ class Engine:
         self, turns: list[Turn], *, system_prompt: str | None = None, **sampling: Any
     ) -> AsyncIterator[Delta]:
         """Stream the assistant's answer to a conversation (the interface every engine offers)."""
+        prompt = await self.prepare(turns, system_prompt=system_prompt)
+        async for delta in self.stream(prompt, self.sampling_params(**sampling)):
+            yield delta
+
+    async def prepare(self, turns: list[Turn], *, system_prompt: str | None = None) -> dict[str, Any]:
+        """What `stream` takes for a conversation: vLLM's rendered input when workers render it,
+        else the prompt dict that vLLM's front-end renders itself."""
         family = self.settings.family
         text = render_prompt(self.tokenizer, family, system_prompt, turns)
         media = [item for turn in turns for item in turn.media]
-        async for delta in self.stream(engine_prompt(text, media, family), self.sampling_params(**sampling)):
-            yield delta
+        prompt = engine_prompt(text, media, family)
+        if self.preparer is not None and self.preparer.active and media:
+            try:
+                prompt = await self.preparer.render(prompt)
+            except VlmError:
+                raise
+            except Exception as exc:  # what vLLM's own rendering refuses, e.g. too many tiles
+                raise RequestError(describe_request_error(exc, self.settings.max_model_len)) from None
+        return prompt
 
     def sampling_params(self, **overrides: Any) -> Any:
         from vllm import SamplingParams
@@ -162,8 +171,6 @@ class Engine:
         request_id = f"vlm-{next(_request_ids)}"
         output_tokens = 0
         try:
-            if self.preparer is not None and self.preparer.active and "multi_modal_data" in prompt:
-                prompt = await self.preparer.render(prompt)
             async for output in self.llm.generate(prompt, sampling_params, request_id):
                 completion = output.outputs[0]
                 new_tokens = len(completion.token_ids)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -26,6 +27,7 @@ from vlmcli.families import Family
 
 # Set in each worker by `_start_worker`: vLLM's InputProcessor for the engine's configuration.
 _processor: Any = None
+WORKER_CACHE_GIB = 0.25
 
 
 def default_worker_count(cpu_count: int | None = None) -> int:
@@ -94,19 +96,30 @@ def _start_worker(vllm_config: Any, family: Family, threads: int) -> None:
     from vllm.v1.engine.input_processor import InputProcessor
 
     torch.set_num_threads(threads)
+    mm_config = vllm_config.model_config.multimodal_config
+    if mm_config is not None and mm_config.mm_processor_cache_gb > 0:
+        # Each worker keeps a small cache of its own (the engine's size, per worker, would multiply
+        # host memory by the worker count).
+        mm_config.mm_processor_cache_gb = min(mm_config.mm_processor_cache_gb, WORKER_CACHE_GIB)
     _processor = InputProcessor(vllm_config)
-    _render(_warm_up_prompt(family))
+    try:
+        _render(_warm_up_prompt(family))
+    except Exception as exc:  # a warm-up only; a real request that fails reports its own error
+        print(f"vlm: preprocessing worker warm-up failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
 
 
 def _render(prompt: dict[str, Any]) -> dict[str, Any]:
-    """What vLLM's own front-end makes of a raw prompt dict, by the installed version's own path."""
-    preprocessor = getattr(_processor, "input_preprocessor", None)
-    if preprocessor is not None:  # vLLM 0.2x renders raw prompts through its InputPreprocessor
-        return preprocessor.preprocess(prompt)
+    """What vLLM's own front-end makes of a raw prompt dict (`Renderer.render_cmpl`).
+
+    `skip_mm_cache`: the worker's results carry all their data. vLLM's front-end otherwise leaves
+    out media it has sent before, counting on the engine's copy; a worker cannot know what the
+    engine holds. vLLM's own separate render server renders the same way.
+    """
     from vllm.renderers.inputs.preprocess import parse_model_prompt
 
     renderer = _processor.renderer
-    (rendered,) = renderer.render_cmpl([parse_model_prompt(_processor.model_config, prompt)], renderer.default_cmpl_tok_params)
+    parsed = parse_model_prompt(_processor.model_config, prompt)
+    (rendered,) = renderer.render_cmpl([parsed], renderer.default_cmpl_tok_params, skip_mm_cache=True)
     return rendered
 
 
