@@ -88,3 +88,18 @@ def test_workers_render_exactly_what_the_engine_renders(profile, tiny_models_dir
         engine.shutdown()
         loop.run_until_complete(asyncio.sleep(0.1))
         loop.close()
+
+
+def test_describe_with_workers_matches_describe_without(run_vlm, tiny_models_dir, media):
+    """`vlm describe --workers N` end to end: same prompt tokens and greedy answers as without."""
+    import json
+
+    inputs = [str(media["image"]), str(media["video"]), str(media["image2"])]
+    answers = {}
+    for workers in ("2", "0"):
+        result = run_vlm("describe", *inputs, "--profile", QWEN, "--workers", workers, "--max-tokens", "8",
+                         "--num-frames", "4", "--json")
+        assert result.returncode == 0, result.stderr
+        answers[workers] = [(row["prompt_tokens"], row["text"]) for row in map(json.loads, result.stdout.splitlines())]
+    assert len(answers["2"]) == 3 and all(tokens > 0 for tokens, _ in answers["2"])
+    assert answers["2"] == answers["0"]

@@ -102,10 +102,11 @@ def _start_worker(vllm_config: Any, family: Family, threads: int) -> None:
         # host memory by the worker count).
         mm_config.mm_processor_cache_gb = min(mm_config.mm_processor_cache_gb, WORKER_CACHE_GIB)
     _processor = InputProcessor(vllm_config)
-    try:
-        _render(_warm_up_prompt(family))
-    except Exception as exc:  # a warm-up only; a real request that fails reports its own error
-        print(f"vlm: preprocessing worker warm-up failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+    for kind, prompt in _warm_up_prompts(family):
+        try:
+            _render(prompt)
+        except Exception as exc:  # a warm-up only; a real request that fails reports its own error
+            print(f"vlm: preprocessing worker {kind} warm-up failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
 
 
 def _render(prompt: dict[str, Any]) -> dict[str, Any]:
@@ -123,13 +124,21 @@ def _render(prompt: dict[str, Any]) -> dict[str, Any]:
     return rendered
 
 
-def _warm_up_prompt(family: Family) -> dict[str, Any]:
+def _warm_up_prompts(family: Family) -> list[tuple[str, dict[str, Any]]]:
+    """One image request and, for families that take video, one 8-frame video request."""
+    import numpy as np
     from PIL import Image
 
-    from vlmcli.media import ImageInput
+    from vlmcli.media import ImageInput, VideoClip
     from vlmcli.request import Turn, engine_prompt, render_prompt
 
-    image = ImageInput("warm-up", Image.new("RGB", (640, 480), (128, 96, 64)))
-    turns = [Turn("user", "Describe this image.", [image])]
-    text = render_prompt(_processor.get_tokenizer(), family, None, turns)
-    return engine_prompt(text, [image], family)
+    tokenizer = _processor.get_tokenizer()
+    pixels = np.random.default_rng(0).integers(0, 255, (8, 360, 640, 3), dtype=np.uint8)
+    media: list[tuple[str, Any]] = [("image", ImageInput("warm-up", Image.fromarray(pixels[0]).resize((1024, 768))))]
+    if family.video_placeholder is not None:
+        media.append(("video", VideoClip("warm-up", pixels, 30.0, list(range(0, 64, 8)), 64)))
+    prompts = []
+    for kind, item in media:
+        text = render_prompt(tokenizer, family, None, [Turn("user", f"Describe this {kind}.", [item])])
+        prompts.append((kind, engine_prompt(text, [item], family)))
+    return prompts

@@ -25,6 +25,7 @@ def describe(
     max_frames: Annotated[Optional[int], typer.Option(help="Never sample more frames than this.")] = None,
     pruning_rate: Annotated[Optional[float], typer.Option(help="Efficient Video Sampling: share of video tokens to prune, in [0, 1).")] = None,
     tiles: Annotated[Optional[int], typer.Option(help="Most image tiles (1..12 for Nemotron).")] = None,
+    workers: Annotated[Optional[int], typer.Option(min=0, max=64, help="Processes that prepare requests beside the engine (in-process only; default: the profile's, auto).")] = None,
     media_root: Annotated[Optional[str], typer.Option(help="Only read local files below this folder.")] = None,
     together: Annotated[bool, typer.Option("--together", "-t", help="Show all inputs to the model in one prompt.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="One JSON object per input (JSON Lines).")] = False,
@@ -42,7 +43,7 @@ def describe(
 
     overrides = Overrides(
         max_tokens=max_tokens, temperature=temperature, fps=fps, num_frames=num_frames,
-        max_frames=max_frames, pruning_rate=pruning_rate, tiles=tiles, media_root=media_root,
+        max_frames=max_frames, pruning_rate=pruning_rate, tiles=tiles, media_root=media_root, workers=workers,
     )
     settings = run_settings(profile, overrides)
     choice = engine_choice(server, api_key, in_process, keep_alive)
