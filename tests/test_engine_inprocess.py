@@ -101,3 +101,25 @@ def test_together_respects_the_profiles_media_limits(nemotron_engine, media):
     engine, _ = nemotron_engine
     with pytest.raises(UsageError, match="5 images in one prompt, but profile tiny-nemotron-nano-vl allows 4"):
         load_jobs([str(media["image"])] * 5, engine.settings, together=True)
+
+
+def test_a_long_list_streams_through_a_bounded_window(nemotron_engine, media):
+    """Inputs past `preload` are read only when a place in the window frees up; at most `window`
+    requests are ever in the engine; answers still come in input order, bad inputs in their place."""
+    engine, loop = nemotron_engine
+    missing = str(media["image"].parent / "missing.png")
+    inputs = [str(media["image"]), str(media["image2"]), missing, str(media["corrupt"]), str(media["video"]),
+              str(media["image"]), str(media["image2"])]
+    jobs = load_jobs(inputs, engine.settings, preload=2)
+    assert [job.loaded for job in jobs] == [True, True, False, False, False, False, False]
+    assert all(job.result.kind is None for job in jobs[2:]), "nothing past the preload was read"
+    recorder = Recorder(engine)
+    results = loop.run_until_complete(run_jobs(engine, jobs, recorder, window=2, ignore_eos=True))
+
+    assert [r.input for r in results] == inputs
+    assert [r.error is None for r in results] == [True, True, False, False, True, True, True]
+    assert "missing.png" in results[2].error and results[4].kind == "video"
+    assert [inp for kind, inp, _ in recorder.events if kind == "start"] == inputs
+    assert all(r.output_tokens == 12 for r in results if r.error is None)
+    assert max(recorder.in_flight) == 2, "two requests in the engine together, never more"
+    assert all(job.media == [] for job in jobs), "pixels are dropped once an answer is complete"

@@ -1,5 +1,8 @@
-"""Describe many inputs at once: load media in parallel, send every request to the engine together
+"""Describe many inputs at once: load media in parallel, keep many requests in the engine together
 (so vLLM batches them), and hand the streamed answers to a renderer in input order.
+
+Memory stays bounded: at most IN_FLIGHT inputs hold their pixels at a time, so a folder of 10,000
+images streams through instead of being loaded up front.
 """
 
 from __future__ import annotations
@@ -10,13 +13,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from vlmcli.engine import Delta, Engine
+from vlmcli.engine import Engine
 from vlmcli.errors import MediaError, RequestError, UsageError
 from vlmcli.media import MediaItem, label, load_media
 from vlmcli.request import Turn
 from vlmcli.settings import RunSettings
 
 MEDIA_WORKERS = 4
+# Requests loaded and in the engine at once: enough to fill a GPU batch, few enough to bound memory.
+IN_FLIGHT = 64
 
 
 @dataclass
@@ -69,34 +74,44 @@ class Renderer(Protocol):
 
 @dataclass
 class Job:
-    """One request to make: its result record and the media it shows the model."""
+    """One request to make: its result record and the media it shows the model.
+
+    `loaded` is False for an input whose media are read only when its turn in the window comes.
+    """
 
     result: Result
     media: list[MediaItem]
+    loaded: bool = True
 
 
-def load_jobs(references: list[str], settings: RunSettings, *, together: bool = False) -> list[Job]:
-    """Load every input in parallel, keeping input order; failed inputs carry their error."""
+def load_input(result: Result, settings: RunSettings) -> MediaItem | None:
+    """Read one input's media; a failure is recorded on the result."""
+    started = time.perf_counter()
+    try:
+        item = load_media(result.input, settings.video, settings.media_root)
+    except MediaError as exc:
+        result.error = str(exc)
+        return None
+    finally:
+        result.media_s = time.perf_counter() - started
+    result.kind = item.kind
+    result.frames = len(item.frame_indices) if item.kind == "video" else None
+    return item
+
+
+def load_jobs(
+    references: list[str], settings: RunSettings, *, together: bool = False, preload: int = IN_FLIGHT
+) -> list[Job]:
+    """One job per input, in input order; the first `preload` are read now, in parallel (so that
+    when every input is bad, no model is loaded), the rest when `run_jobs` gets to them."""
     results = [Result(input=ref) for ref in references]
-
-    def load(result: Result) -> MediaItem | None:
-        started = time.perf_counter()
-        try:
-            item = load_media(result.input, settings.video, settings.media_root)
-        except MediaError as exc:
-            result.error = str(exc)
-            return None
-        finally:
-            result.media_s = time.perf_counter() - started
-        result.kind = item.kind
-        result.frames = len(item.frame_indices) if item.kind == "video" else None
-        return item
-
+    now = results if together else results[:preload]
     with ThreadPoolExecutor(max_workers=MEDIA_WORKERS) as pool:
-        items = list(pool.map(load, results))
+        items = list(pool.map(lambda result: load_input(result, settings), now))
 
     if not together:
-        return [Job(result, [item] if item is not None else []) for result, item in zip(results, items)]
+        jobs = [Job(result, [item] if item is not None else []) for result, item in zip(results, items)]
+        return jobs + [Job(result, [], loaded=False) for result in results[len(now):]]
     loaded = [item for item in items if item is not None]
     check_media_limits(loaded, settings)
     combined = Result(input=" + ".join(label(ref) for ref in references), kind="together")
@@ -127,28 +142,46 @@ def prompt_for(job: Job, settings: RunSettings, prompt: str | None) -> str:
     return settings.prompts["video" if "video" in kinds else "image"]
 
 
-async def run_jobs(
-    engine: Engine, jobs: list[Job], renderer: Renderer, prompt: str | None = None, **sampling: Any
-) -> list[Result]:
-    """Submit all jobs at once; render answers one after another in input order."""
-    settings = engine.settings
-    queues: list[asyncio.Queue[Delta | Exception]] = [asyncio.Queue() for _ in jobs]
+LOADED = object()  # first item of a job's queue: its media are read (or failed to be)
 
-    async def produce(job: Job, queue: asyncio.Queue[Delta | Exception]) -> None:
-        try:
-            turn = Turn("user", prompt_for(job, settings, prompt), job.media)
-            async for delta in engine.chat([turn], system_prompt=settings.system_prompt, **sampling):
-                await queue.put(delta)
-        except Exception as exc:  # handed to the consumer, which reports or re-raises it in order
-            await queue.put(exc)
+
+async def run_jobs(
+    engine: Engine, jobs: list[Job], renderer: Renderer, prompt: str | None = None, *,
+    window: int = IN_FLIGHT, **sampling: Any
+) -> list[Result]:
+    """Keep up to `window` jobs loaded and in the engine; render answers one after another in input
+    order. A job gives its place to the next one when its answer is complete."""
+    settings = engine.settings
+    queues: list[asyncio.Queue[Any]] = [asyncio.Queue() for _ in jobs]
+    places = asyncio.Semaphore(window)
+
+    async def produce(job: Job, queue: asyncio.Queue[Any]) -> None:
+        async with places:
+            try:
+                if not job.loaded:
+                    item = await asyncio.to_thread(load_input, job.result, settings)
+                    job.media, job.loaded = ([item] if item is not None else []), True
+                await queue.put(LOADED)
+                if job.result.error:
+                    return
+                turn = Turn("user", prompt_for(job, settings, prompt), job.media)
+                async for delta in engine.chat([turn], system_prompt=settings.system_prompt, **sampling):
+                    await queue.put(delta)
+            except Exception as exc:  # handed to the consumer, which reports or re-raises it in order
+                await queue.put(exc)
+            finally:
+                job.media = []  # the pixels are not needed once the answer is complete
 
     started = time.perf_counter()
-    tasks = [
-        asyncio.create_task(produce(job, queue)) for job, queue in zip(jobs, queues) if not job.result.error
-    ]
+    # Jobs that failed while preloading never take a place.
+    tasks = [asyncio.create_task(produce(job, queue)) for job, queue in zip(jobs, queues) if not job.result.error]
     try:
         for job, queue in zip(jobs, queues):
             result = job.result
+            if result.error is None:
+                first = await queue.get()  # wait until its media are read: the renderer shows the kind
+                if isinstance(first, Exception):
+                    raise first
             renderer.start(result)
             if result.error is None:
                 await _consume(result, queue, started, renderer)
@@ -160,7 +193,7 @@ async def run_jobs(
     return [job.result for job in jobs]
 
 
-async def _consume(result: Result, queue: asyncio.Queue[Delta | Exception], started: float, renderer: Renderer) -> None:
+async def _consume(result: Result, queue: asyncio.Queue[Any], started: float, renderer: Renderer) -> None:
     while True:
         item = await queue.get()
         now = time.perf_counter() - started
