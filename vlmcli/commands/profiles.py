@@ -89,6 +89,7 @@ def settings_rows(settings) -> list[tuple[str, object, str]]:
     for key in ("fps", "num_frames", "max_frames"):
         rows.append((f"video.{key}", getattr(settings.video, key), settings.sources.get(f"video.{key}", "default")))
     rows.append(("media_root", str(settings.media_root), settings.sources.get("media_root", "default")))
+    rows.append(("preprocess_workers", settings.preprocess_workers, settings.sources.get("preprocess_workers", "default")))
     for key, value in settings.sampling.items():
         rows.append((f"sampling.{key}", value, settings.sources.get(f"sampling.{key}", "default")))
     return rows
