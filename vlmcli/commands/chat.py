@@ -34,7 +34,9 @@ def chat(
     """
     from vlmcli.session import engine_choice
 
-    settings = run_settings(profile, Overrides(media_root=media_root))
+    # One question at a time: preprocessing workers would not help, and vLLM's own front end keeps
+    # the processed images of earlier turns in its cache.
+    settings = run_settings(profile, Overrides(media_root=media_root, workers=0))
     choice = engine_choice(server, api_key, in_process, keep_alive)
     try:
         asyncio.run(_chat(settings, media or [], system, stats, verbose, choice))
