@@ -11,6 +11,7 @@ import typer
 from vlmcli.commands.common import (
     ApiKeyOption, InProcessOption, KeepAliveOption, ProfileOption, ServerOption, VerboseOption, run_settings,
 )
+from vlmcli.errors import UsageError
 from vlmcli.settings import Overrides
 
 
@@ -46,7 +47,10 @@ def describe(
         max_frames=max_frames, pruning_rate=pruning_rate, tiles=tiles, media_root=media_root, workers=workers,
     )
     settings = run_settings(profile, overrides)
-    choice = engine_choice(server, api_key, in_process, keep_alive)
+    if workers and server:
+        raise UsageError("--workers: preprocessing workers belong to a model loaded here; they cannot be combined with --server")
+    # Workers serve a model loaded in this process; the background server is vLLM's own front end.
+    choice = engine_choice(server, api_key, in_process or bool(workers), keep_alive)
     failures = asyncio.run(_describe(settings, inputs, prompt, together, json_output, verbose, choice))
     gc.collect()  # let vLLM's AsyncLLM finalize now; at interpreter exit its __del__ raises
     if failures:
