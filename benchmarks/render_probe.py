@@ -77,7 +77,7 @@ def main() -> None:
     async def pooled() -> float:
         started = time.perf_counter()
         preparer = Preparer(config, workers, settings.family)
-        await asyncio.gather(*(asyncio.wrap_future(future) for future in preparer._started))
+        await preparer.ready()
         print(f"pool of {workers}: up and warm in {time.perf_counter() - started:.1f} s", flush=True)
         try:
             started = time.perf_counter()

@@ -71,6 +71,10 @@ class Preparer:
     def active(self) -> int:
         return self._active
 
+    async def ready(self) -> None:
+        """Wait until every worker has started and warmed up."""
+        await asyncio.gather(*(asyncio.wrap_future(future) for future in self._started))
+
     async def render(self, prompt: dict[str, Any]) -> dict[str, Any]:
         """vLLM's rendered input for one prompt dict (text, multi_modal_data, mm_processor_kwargs)."""
         if self._limit is None:
