@@ -29,8 +29,8 @@ VIDEO_FLAGS = [
     "--num-prompts", "8", "--max-tokens", str(MAX_TOKENS),
 ]
 RUN_KEYS = [
-    "profile", "model", "pruning_rate", "concurrency", "request_rate", "engine_start_s", "peak_host_memory_gib",
-    "peak_gpu_memory_gib", "requests", "failed", "errors", "duration_s", "request_throughput",
+    "profile", "model", "pruning_rate", "concurrency", "request_rate", "workers", "prerendered", "engine_start_s",
+    "peak_host_memory_gib", "peak_gpu_memory_gib", "gpu_busy_percent", "requests", "failed", "errors", "duration_s", "request_throughput",
     "output_token_throughput", "total_token_throughput", "ttft_s", "tpot_s", "itl_s", "e2e_s", "media_s",
     "media_total_s", "prompt_tokens_per_request", "text_tokens_per_request", "vision_tokens_per_request",
     "output_tokens_per_request", "engine_args", "video_sampling",
@@ -59,7 +59,8 @@ def check_report(report: dict, *, backend: str, argv: list[str]) -> None:
     plan = report["plan"]
     assert plan["num_prompts"] >= 1 and plan["max_tokens"] >= 1 and plan["concurrency"]
     runs = report["runs"]
-    assert len(runs) == len(plan["profiles"]) * len(plan["pruning_rates"]) * len(plan["concurrency"])
+    per_engine = len(plan["workers"]) * len(plan["concurrency"]) + (1 if plan["prerender"] else 0)
+    assert len(runs) == len(plan["profiles"]) * len(plan["pruning_rates"]) * per_engine
     for run in runs:
         check_run(run, plan)
 
@@ -70,7 +71,9 @@ def check_run(run: dict, plan: dict) -> None:
     assert run["concurrency"] in plan["concurrency"]
     assert run["request_rate"] == plan["request_rate"]
     assert run["engine_start_s"] > 0 and run["peak_host_memory_gib"] > 0
-    assert run["peak_gpu_memory_gib"] is None  # no GPU here
+    assert run["peak_gpu_memory_gib"] is None and run["gpu_busy_percent"] is None  # no GPU here
+    assert run["workers"] in (0, None) or run["workers"] in plan["workers"]
+    assert isinstance(run["prerendered"], bool)
     assert run["requests"] == plan["num_prompts"]
     assert 0 <= run["failed"] <= run["requests"] and isinstance(run["errors"], list)
     assert bool(run["errors"]) == bool(run["failed"])
@@ -175,6 +178,21 @@ def test_vllm_baseline(image_bench):
         assert close(run["speedup_vs_vllm"], base["duration_s"] / run["duration_s"])
 
 
+def test_worker_sweep_and_prerender(run_vlm, tiny_models_dir):
+    """--workers compares worker counts on one engine; --prerender adds the engine-only run. Whoever
+    renders, the model gets the same prompt."""
+    argv = ["--profile", QWEN, *IMAGE_FLAGS, "--concurrency", "2", "--workers", "0,1", "--prerender", "--json"]
+    result = bench(run_vlm, *argv)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    check_report(report, backend="cpu", argv=argv)
+    runs = report["runs"]
+    assert [(run["workers"], run["prerendered"]) for run in runs] == [(0, False), (1, False), (1, True)]
+    assert len({run["engine_start_s"] for run in runs}) == 1, "one engine for the whole sweep"
+    assert len({run["prompt_tokens_per_request"] for run in runs}) == 1
+    assert all(run["failed"] == 0 and run["output_tokens_per_request"] == MAX_TOKENS for run in runs)
+
+
 # --- synthetic videos: EVS x concurrency sweep, CSV to stdout, JSON to a file --------------------
 
 
@@ -268,9 +286,9 @@ def test_real_files_workload(files_bench, media):
 def test_table_still_prints_with_a_failure(files_bench):
     _, result, report, folder = files_bench
     lines = result.stdout.splitlines()
-    assert lines[0].split("\t")[:3] == ["profile", "EVS", "conc"]
+    assert lines[0].split("\t")[:4] == ["profile", "EVS", "workers", "conc"]
     row = lines[1].split("\t")
-    assert row[0] == QWEN and row[2] == "1" and row[-1] == "1"  # failed column
+    assert row[0] == QWEN and row[2] == "0" and row[3] == "1" and row[-1] == "1"  # workers, conc, failed
     assert any(line.startswith("error: ") and str(folder / "broken.jpg") in line for line in lines)
     assert any(line.startswith("workload: 5 files") and "(cpu)" in line for line in lines)
 
