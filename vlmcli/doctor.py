@@ -12,8 +12,6 @@ import io
 import json
 import os
 import re
-import shutil
-import subprocess
 import sys
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -147,19 +145,13 @@ def check_torch(backend: str | None) -> Check:
 
 def nvidia_smi_gpus() -> list[Gpu] | None:
     """GPUs as nvidia-smi reports them; None when nvidia-smi is absent or fails."""
-    exe = shutil.which("nvidia-smi")
-    if exe is None:
-        return None
-    query = "--query-gpu=index,name,memory.total,memory.free,compute_cap"
-    try:
-        out = subprocess.run([exe, query, "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if out.returncode != 0:
+    from vlmcli.gpu import nvidia_smi
+
+    rows = nvidia_smi("--query-gpu=index,name,memory.total,memory.free,compute_cap", timeout_s=20)
+    if rows is None:
         return None
     gpus = []
-    for line in out.stdout.strip().splitlines():
-        parts = [part.strip() for part in line.split(",")]
+    for parts in rows:
         if len(parts) < 4:
             continue
         try:

@@ -315,21 +315,14 @@ def host_memory_bytes(pids: list[int]) -> int:
 
 def gpu_memory_bytes(pids: list[int]) -> int | None:
     """GPU memory these processes hold, from nvidia-smi; None without nvidia-smi."""
-    import shutil
+    from vlmcli.gpu import nvidia_smi
 
-    if not shutil.which("nvidia-smi"):
-        return None
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=10, check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
+    rows = nvidia_smi("--query-compute-apps=pid,used_memory")
+    if rows is None:
         return None
     wanted = set(pids)
     total = 0
-    for line in out.splitlines():
-        parts = [part.strip() for part in line.split(",")]
+    for parts in rows:
         if len(parts) == 2 and parts[0].isdigit() and int(parts[0]) in wanted and parts[1].isdigit():
             total += int(parts[1]) << 20  # MiB
     return total
