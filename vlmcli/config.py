@@ -87,21 +87,10 @@ class Config:
 
 def load_config(path: Path | None = None) -> Config:
     """Read and check config.yaml; a missing file is an empty config."""
-    import yaml
+    from vlmcli.profiles import read_yaml
 
     path = path or config_path()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return Config()
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot read the config file: {exc.strerror or exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise UsageError(f"{path}: invalid YAML{where}: {getattr(exc, 'problem', None) or 'not valid YAML'}") from None
+    data = read_yaml(path, UsageError, "the config file", missing_ok=True)
     if data is None:
         return Config()
     if not isinstance(data, dict):

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from vlmcli.errors import ProfileError
+from vlmcli.errors import ProfileError, VlmError
 from vlmcli.families import FAMILIES, get_family
 
 DEFAULT_PROFILE = "nemotron-nano-12b-v2-vl-fp8"
@@ -176,19 +176,27 @@ def load_profile(name_or_path: str | None = None) -> LoadedProfile:
     return parse_profile_file(path)
 
 
-def parse_profile_file(path: Path) -> LoadedProfile:
-    """Read and validate one profile file; every problem becomes one ProfileError line."""
+def read_yaml(path: Path, error: type[VlmError], what: str, *, missing_ok: bool = False) -> Any:
+    """A YAML file's content; an unreadable file or bad YAML becomes one `error` line naming the
+    file (and the line). With `missing_ok`, a missing file reads as None, like an empty one."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ProfileError(f"{path}: cannot read profile: {exc.strerror or exc}") from None
+        if missing_ok and isinstance(exc, FileNotFoundError):
+            return None
+        raise error(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "not valid YAML"
-        raise ProfileError(f"{path}: invalid YAML{where}: {problem}") from None
+        raise error(f"{path}: invalid YAML{where}: {problem}") from None
+
+
+def parse_profile_file(path: Path) -> LoadedProfile:
+    """Read and validate one profile file; every problem becomes one ProfileError line."""
+    data = read_yaml(path, ProfileError, "profile")
     if not isinstance(data, dict):
         raise ProfileError(f"{path}: a profile must be a YAML mapping of keys to values")
     try:
