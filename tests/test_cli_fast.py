@@ -22,8 +22,10 @@ def test_help_imports_no_engine():
         "import sys\n"
         "from vlmcli.app import app\n"
         "from typer.testing import CliRunner\n"
-        "for args in (['--help'], ['describe', '--help'], ['profiles', 'list']):\n"
-        "    assert CliRunner().invoke(app, args).exit_code == 0, args\n"
+        "for args in (['--help'], ['describe', '--help'], ['profiles', 'list'], ['ps', '--help'], ['stop', '--help']):\n"
+        "    result = CliRunner().invoke(app, args)\n"
+        "    assert result.exit_code == 0, (args, result.output)\n"
+        "    assert args[1:] != ['--help'] or '--help' in result.output\n"
         "heavy = [m for m in ('vllm', 'torch', 'transformers', 'numpy', 'PIL') if m in sys.modules]\n"
         "print(heavy)\n"
     )
