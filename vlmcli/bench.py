@@ -102,19 +102,15 @@ class PeakMemory:
 
 def _gpu_memory_and_busy() -> tuple[int, float] | None:
     """(memory used in bytes, summed over GPUs; utilization in percent, averaged) from nvidia-smi."""
-    import shutil
-    import subprocess
+    from vlmcli.gpu import nvidia_smi
 
-    if shutil.which("nvidia-smi") is None:
+    rows = nvidia_smi("--query-gpu=memory.used,utilization.gpu", timeout_s=5)
+    if rows is None:
         return None
     try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=memory.used,utilization.gpu", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=5, check=True,
-        ).stdout
-        rows = [[float(value) for value in line.split(",")] for line in out.strip().splitlines()]
-        return int(sum(row[0] for row in rows) * 2**20), statistics.fmean(row[1] for row in rows)
-    except (subprocess.SubprocessError, ValueError, OSError, IndexError, statistics.StatisticsError):
+        figures = [[float(value) for value in row] for row in rows]
+        return int(sum(row[0] for row in figures) * 2**20), statistics.fmean(row[1] for row in figures)
+    except (ValueError, IndexError, statistics.StatisticsError):
         return None
 
 
@@ -164,10 +160,14 @@ async def run_benchmark(
 
     rendered: dict[int, dict[str, Any]] = {}
 
+    async def load(record: RequestRecord) -> list[MediaItem]:
+        media, record.media_s = await loop.run_in_executor(pool, load_request_media, workload, settings, record.index)
+        record.text_tokens = text_token_count(engine, settings, prompt, media)
+        return media
+
     async def render_ahead(record: RequestRecord) -> None:
         try:
-            media, record.media_s = await loop.run_in_executor(pool, load_request_media, workload, settings, record.index)
-            record.text_tokens = text_token_count(engine, settings, prompt, media)
+            media = await load(record)
             rendered[record.index] = await engine.prepare([Turn("user", prompt, media)], system_prompt=settings.system_prompt)
         except (MediaError, RequestError) as exc:
             record.error = str(exc)
@@ -185,12 +185,7 @@ async def run_benchmark(
         async with limit:
             started = time.perf_counter()
             try:
-                media: list[MediaItem] = []
-                if record.index not in rendered:
-                    media, record.media_s = await loop.run_in_executor(
-                        pool, load_request_media, workload, settings, record.index
-                    )
-                    record.text_tokens = text_token_count(engine, settings, prompt, media)
+                media = [] if record.index in rendered else await load(record)
                 sent = last = time.perf_counter()
                 async for delta in answer(record, media):
                     now = time.perf_counter()
